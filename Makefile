@@ -1,0 +1,43 @@
+# make run   - create .venv if needed, install requirements.txt, start the app
+# make test  - the same plus requirements-dev.txt and Chromium, then the whole test suite
+# make bench - measurements (see bench/README.md); make lint - ruff
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8501
+
+.PHONY: run test lint bench chromium demo-model clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: requirements.txt | $(PY)
+	$(PY) -m pip install -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.run-installed
+	$(PY) -m pip install -r requirements-dev.txt
+	@touch $@
+
+run: $(VENV)/.run-installed
+	$(PY) -m streamlit run app.py --server.port $(PORT)
+
+chromium:
+	@bash scripts/ensure_chromium.sh
+
+test: $(VENV)/.dev-installed chromium
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev-installed
+	$(PY) -m ruff check .
+
+bench: $(VENV)/.dev-installed chromium
+	$(PY) -m bench.run
+
+demo-model: $(VENV)/.run-installed
+	$(PY) -m featviz_core.demo.train
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts

@@ -1,0 +1,347 @@
+"""Forward hooks done safely, and the discovery function beside them.
+
+:class:`ActivationRecorder` is the only place featviz registers hooks: it holds the model's lock, registers
+hooks on the chosen modules only, and removes them (and restores every ``training`` flag) in ``finally``.
+:func:`list_layers` describes every module call of one forward pass; a module that runs several times in
+one pass (torchvision's ResNet blocks call ``relu`` twice) gives one entry per call: ``name``, ``name#2``...
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import LayerError
+from .models import LoadedModel
+
+__all__ = [
+    "ActivationRecorder",
+    "LayerInfo",
+    "list_layers",
+    "layer_info",
+    "parse_layer_name",
+    "default_layer",
+]
+
+
+def parse_layer_name(name: str) -> tuple[str, int]:
+    """``"layer1.0.relu#2"`` -> ``("layer1.0.relu", 2)``; a plain name is call 1."""
+    module_name, sep, call = name.rpartition("#")
+    if sep and call.isdigit() and int(call) >= 1:
+        return module_name, int(call)
+    return name, 1
+
+
+def _call_name(module_name: str, call: int) -> str:
+    return module_name if call == 1 else f"{module_name}#{call}"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One module call of a forward pass.
+
+    ``shape`` is the output shape without the batch dimension (None when the output is not a tensor or
+    the module did not run). ``spatial`` is True for (N, C, H, W) outputs: those are the feature maps
+    featviz can draw. ``overwritten`` is True when a later in-place operation changes this output during
+    the same forward pass (so it must be copied when recorded).
+    """
+
+    name: str
+    module_name: str
+    type: str
+    shape: tuple[int, ...] | None
+    call: int
+    calls: int
+    params: int
+    depth: int
+    is_leaf: bool
+    spatial: bool
+    overwritten: bool
+
+    @property
+    def channels(self) -> int | None:
+        return self.shape[0] if self.spatial and self.shape else None
+
+    @property
+    def label(self) -> str:
+        """``"layer2.0.conv1 · Conv2d · 128×28×28"``."""
+        shape = "×".join(str(s) for s in self.shape) if self.shape else "no tensor output"
+        return f"{self.name} · {self.type} · {shape}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The recorder
+
+
+class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
+    """Record the outputs of chosen module calls during the forward passes run inside ``with``.
+
+    ``layers`` are names as :func:`list_layers` gives them (``"layer1.0.relu#2"``). ``clone`` decides
+    which outputs are copied when recorded: True (all), False (none) or a collection of layer names.
+    Copy every output that a later in-place operation would change (``LayerInfo.overwritten``): torchvision
+    uses ``ReLU(inplace=True)``, so an uncopied ``bn1`` output would show post-ReLU values.
+
+    On enter: takes ``lock`` (if given), puts the module in eval mode, registers hooks. On exit, always:
+    removes every hook, restores each submodule's ``training`` flag, releases the lock. Exiting twice is safe.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        layers: Sequence[str],
+        *,
+        clone: bool | Collection[str] = True,
+        lock: threading.RLock | threading.Lock | None = None,
+        keep_grad: bool = False,
+    ) -> None:
+        self.module = module
+        self.layers = list(dict.fromkeys(layers))
+        self._clone = clone
+        self._lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
+        self._keep_grad = keep_grad
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._training: list[tuple[nn.Module, bool]] = []
+        self._entered = False
+        self._counts: dict[str, int] = {}
+        self.outputs: dict[str, torch.Tensor] = {}
+        wanted: dict[str, dict[int, str]] = {}
+        for name in self.layers:
+            module_name, call = parse_layer_name(name)
+            wanted.setdefault(module_name, {})[call] = name
+        self._wanted = wanted
+
+    def _should_clone(self, name: str) -> bool:
+        if isinstance(self._clone, bool):
+            return self._clone
+        return name in self._clone
+
+    def _make_hook(self, module_name: str, calls: dict[int, str]) -> Any:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            count = self._counts.get(module_name, 0) + 1
+            self._counts[module_name] = count
+            name = calls.get(count)
+            if name is None or not isinstance(output, torch.Tensor):
+                return
+            kept = output if self._keep_grad else output.detach()
+            if self._should_clone(name):
+                kept = kept.clone()
+            self.outputs[name] = kept
+
+        return hook
+
+    def __enter__(self) -> ActivationRecorder:
+        self._lock.__enter__()
+        self._entered = True
+        try:
+            modules = dict(self.module.named_modules())
+            missing = [m for m in self._wanted if m not in modules]
+            if missing:
+                raise LayerError(
+                    f"Layer '{missing[0]}' is not in this model; choose one from list_layers(model)."
+                )
+            self._training = [(m, m.training) for m in self.module.modules()]
+            self.module.eval()
+            for module_name, calls in self._wanted.items():
+                hook = self._make_hook(module_name, calls)
+                self._handles.append(modules[module_name].register_forward_hook(hook))
+        except BaseException:
+            self._release(None, None, None)
+            raise
+        return self
+
+    def reset(self) -> None:
+        """Forget what was recorded (to run another forward pass inside the same ``with``)."""
+        self._counts.clear()
+        self.outputs = {}
+
+    def _release(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            for handle in self._handles:
+                handle.remove()
+            self._handles.clear()
+            for module, training in self._training:
+                module.training = training
+            self._training = []
+        finally:
+            if self._entered:
+                self._entered = False
+                self._lock.__exit__(exc_type, exc, tb)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._release(exc_type, exc, tb)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Discovery: one dry run per model, cached (a structural fact about the model, not a result)
+
+_LAYER_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[LayerInfo, ...]] = weakref.WeakKeyDictionary()
+_LAYER_CACHE_LOCK = threading.Lock()
+
+
+def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
+    module = model.module
+    named = [(n, m) for n, m in module.named_modules() if n]
+    order: list[tuple[str, int]] = []
+    pre_counts: dict[str, int] = {}
+    records: dict[tuple[str, int], tuple[Any, int | None]] = {}
+    post_counts: dict[str, int] = {}
+
+    def make_pre(name: str) -> Any:
+        def pre(_m: nn.Module, _inputs: Any) -> None:
+            pre_counts[name] = pre_counts.get(name, 0) + 1
+            order.append((name, pre_counts[name]))
+
+        return pre
+
+    def make_post(name: str) -> Any:
+        def post(_m: nn.Module, _inputs: Any, output: Any) -> None:
+            post_counts[name] = post_counts.get(name, 0) + 1
+            version = output._version if isinstance(output, torch.Tensor) else None
+            records[(name, post_counts[name])] = (output, version)
+
+        return post
+
+    h, w = model.input_size
+    dummy = torch.zeros(1, model.input_channels, h, w)
+    with ActivationRecorder(module, [], lock=model.lock):
+        handles = []
+        try:
+            for name, m in named:
+                handles.append(m.register_forward_pre_hook(make_pre(name)))
+                handles.append(m.register_forward_hook(make_post(name)))
+            with torch.no_grad():
+                module(dummy)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    infos: list[LayerInfo] = []
+    seen: set[tuple[str, int]] = set()
+    modules = dict(named)
+
+    def info(name: str, call: int) -> LayerInfo:
+        m = modules[name]
+        output, version = records.get((name, call), (None, None))
+        is_tensor = isinstance(output, torch.Tensor)
+        shape = tuple(int(s) for s in output.shape[1:]) if is_tensor else None
+        overwritten = bool(is_tensor and version is not None and output._version != version)
+        return LayerInfo(
+            name=_call_name(name, call),
+            module_name=name,
+            type=type(m).__name__,
+            shape=shape,
+            call=call,
+            calls=pre_counts.get(name, 0),
+            params=sum(p.numel() for p in m.parameters()),
+            depth=name.count(".") + 1,
+            is_leaf=next(m.children(), None) is None,
+            spatial=bool(is_tensor and output.ndim == 4),
+            overwritten=overwritten,
+        )
+
+    for key in order:
+        if key not in seen:
+            seen.add(key)
+            infos.append(info(*key))
+    for name, _m in named:  # modules that never ran (e.g. auxiliary heads in eval mode)
+        if name not in pre_counts:
+            infos.append(info(name, 1))
+    return tuple(infos)
+
+
+def list_layers(model: LoadedModel) -> list[LayerInfo]:
+    """Every module call of one forward pass, in execution order, then the modules that never ran.
+
+    Found by one dry run at the model's input size, done once per model and remembered.
+    """
+    with _LAYER_CACHE_LOCK:
+        cached = _LAYER_CACHE.get(model.module)
+    if cached is None:
+        cached = _dry_run(model)
+        with _LAYER_CACHE_LOCK:
+            _LAYER_CACHE[model.module] = cached
+    return list(cached)
+
+
+def layer_info(model: LoadedModel, name: str, *, spatial: bool = True) -> LayerInfo:
+    """The :class:`LayerInfo` of ``name``; :class:`LayerError` (saying what to do) when it is unknown or,
+    with ``spatial=True``, when its output is not a (C, H, W) feature map."""
+    infos = {info.name: info for info in list_layers(model)}
+    found = infos.get(name)
+    if found is None:
+        module_name, call = parse_layer_name(name)
+        if call > 1 and module_name in infos:
+            calls = infos[module_name].calls
+            raise LayerError(
+                f"Layer '{module_name}' runs {calls} time(s) per forward pass in {model.name}, so "
+                f"'{name}' does not exist; choose one from list_layers(model)."
+            )
+        raise LayerError(
+            f"Layer '{name}' is not in {model.name}; choose one from list_layers(model)"
+            f" (for example '{default_layer(model)}')."
+        )
+    if spatial and not found.spatial:
+        what = "does not run" if found.shape is None and found.calls == 0 else (
+            f"gives an output of shape {found.shape}" if found.shape else "gives no single tensor"
+        )
+        raise LayerError(
+            f"Layer '{name}' of {model.name} {what}, not feature maps (channels × height × width); "
+            "choose a layer with spatial output from list_layers(model)."
+        )
+    return found
+
+
+_ACTIVATIONS = {
+    "ReLU", "ReLU6", "SiLU", "GELU", "Hardswish", "LeakyReLU", "ELU", "Mish", "PReLU", "Hardtanh",
+}
+
+
+def default_layer(model: LoadedModel) -> str:
+    """An informative mid-level layer: the middle activation (or conv) output with a spatial map."""
+    infos = [i for i in list_layers(model) if i.spatial]
+    if not infos:
+        raise LayerError(f"{model.name} has no layer that outputs feature maps (channels × height × width).")
+    for kinds in (_ACTIVATIONS, {"Conv2d"}):
+        candidates = [i for i in infos if i.type in kinds and i.is_leaf]
+        if len(candidates) >= 2:
+            return candidates[(len(candidates) - 1) // 2].name
+    return infos[(len(infos) - 1) // 2].name
+
+
+def spatial_layers(model: LoadedModel) -> list[LayerInfo]:
+    """The layers whose output is a (C, H, W) feature map: the ones featviz can draw."""
+    return [i for i in list_layers(model) if i.spatial]
+
+
+def _iter_hooks(module: nn.Module) -> Iterator[int]:
+    """How many hooks each submodule carries (for tests: nothing must be left behind)."""
+    for m in module.modules():
+        yield (
+            len(m._forward_hooks)
+            + len(m._forward_pre_hooks)
+            + len(m._backward_hooks)
+            + len(getattr(m, "_backward_pre_hooks", {}))
+        )
+
+
+def hook_count(module: nn.Module) -> int:
+    """Total hooks registered on ``module`` and its submodules."""
+    return sum(_iter_hooks(module))
