@@ -2,16 +2,33 @@
 
     >>> from featviz_core import load_demo, load_image, list_layers, extract
     >>> model = load_demo()
-    >>> maps = extract(model, image, ["block2.relu2"]).activations["block2.relu2"]   # float32 (C, H, W)
+    >>> image = load_image(open("photo.jpg", "rb").read(), "photo.jpg")
+    >>> layer = default_layer(model)
+    >>> maps = extract(model, image, [layer]).activations[layer]        # float32 (C, H, W)
 """
 
+from .cam import CamError, CamResult, default_cam_layer, gradcam
+from .checkpoints import load_checkpoint, parse_class_names
+from .demo import load_demo
 from .errors import FeatvizError, ImageLoadError, LayerError, ModelLoadError
 from .extract import Extraction, extract
 from .hooks import ActivationRecorder, LayerInfo, default_layer, layer_info, list_layers, spatial_layers
-from .models import LoadedModel, classification_models, load_torchvision, weights_are_cached
+from .images import SUPPORTED_EXTENSIONS, image_digest, load_image
+from .models import (
+    LoadedModel,
+    architecture_info,
+    classification_models,
+    download_weights,
+    load_torchvision,
+    weights_are_cached,
+)
+from .samples import Sample, list_samples, sample_bytes
 
 __all__ = [
+    "SUPPORTED_EXTENSIONS",
     "ActivationRecorder",
+    "CamError",
+    "CamResult",
     "Extraction",
     "FeatvizError",
     "ImageLoadError",
@@ -19,12 +36,24 @@ __all__ = [
     "LayerInfo",
     "LoadedModel",
     "ModelLoadError",
+    "Sample",
+    "architecture_info",
     "classification_models",
+    "default_cam_layer",
     "default_layer",
+    "download_weights",
     "extract",
+    "gradcam",
+    "image_digest",
     "layer_info",
     "list_layers",
+    "list_samples",
+    "load_checkpoint",
+    "load_demo",
+    "load_image",
     "load_torchvision",
+    "parse_class_names",
+    "sample_bytes",
     "spatial_layers",
     "weights_are_cached",
 ]

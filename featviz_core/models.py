@@ -33,6 +33,7 @@ __all__ = [
     "LoadedModel",
     "ProgressCallback",
     "classification_models",
+    "download_weights",
     "load_torchvision",
     "weights_cache_path",
     "weights_are_cached",
@@ -208,6 +209,32 @@ def _download(url: str, dest: str, progress: ProgressCallback | None, timeout: f
             os.remove(tmp)
 
 
+def download_weights(name: str, weights: str = "DEFAULT", progress: ProgressCallback | None = None) -> str:
+    """Make sure the pretrained weights of ``name`` are in torch's hub cache; return the file's path.
+
+    Nothing is downloaded when the file is already there. Otherwise the file is fetched from torchvision's
+    address, reporting ``progress(done, total)``, checked against the hash in its name, and moved into place
+    only when complete. Any network failure -> :class:`ModelLoadError` saying what to do instead.
+    """
+    _check_name(name)
+    w = _resolve_weights(name, weights)
+    path = weights_cache_path(name, w.name)
+    if os.path.isfile(path):
+        return path
+    try:
+        _download(w.url, path, progress)
+    except ModelLoadError:
+        raise
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ModelLoadError(
+            f"Could not download the pretrained weights of {name} ({reason}). "
+            "Check the internet connection, or use the offline demo model, or upload your own "
+            f"checkpoint; an administrator can also place the file at {path}."
+        ) from None
+    return path
+
+
 def _input_size(transforms: Any) -> tuple[int, int]:
     crop = getattr(transforms, "crop_size", [224])
     crop = list(crop)
@@ -231,19 +258,7 @@ def load_torchvision(
     reference = w if w is not None else enum.DEFAULT
     builder = torchvision.models.get_model_builder(name)
     if w is not None:
-        path = weights_cache_path(name, w.name)
-        if not os.path.isfile(path):
-            try:
-                _download(w.url, path, progress)
-            except ModelLoadError:
-                raise
-            except (urllib.error.URLError, OSError, TimeoutError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise ModelLoadError(
-                    f"Could not download the pretrained weights of {name} ({reason}). "
-                    "Check the internet connection, or use the offline demo model, or upload your own "
-                    f"checkpoint; an administrator can also place the file at {path}."
-                ) from None
+        path = download_weights(name, w.name, progress)
         try:
             module = builder(weights=w, progress=False)
         except Exception as exc:  # a damaged cache file
@@ -281,4 +296,57 @@ def load_torchvision(
         source="torchvision",
         provenance=provenance,
         weights=w.name if w is not None else None,
+    )
+
+
+_FAMILIES = (
+    ("wide_resnet", "Wide ResNet"), ("resnext", "ResNeXt"), ("resnet", "ResNet"), ("vgg", "VGG"),
+    ("densenet", "DenseNet"), ("efficientnet_v2", "EfficientNet V2"), ("efficientnet", "EfficientNet"),
+    ("mobilenet", "MobileNet"), ("mnasnet", "MNASNet"), ("regnet", "RegNet"), ("convnext", "ConvNeXt"),
+    ("inception", "Inception"), ("googlenet", "GoogLeNet"), ("shufflenet", "ShuffleNet"),
+    ("squeezenet", "SqueezeNet"), ("alexnet", "AlexNet"), ("vit", "Vision Transformer"),
+    ("swin", "Swin Transformer"), ("maxvit", "MaxViT"),
+)
+
+
+def model_family(name: str) -> str:
+    """The family a torchvision architecture belongs to, for grouping in menus (``resnet18`` -> ``ResNet``)."""
+    for prefix, family in _FAMILIES:
+        if name.startswith(prefix):
+            return family
+    return "Other"
+
+
+@dataclass(frozen=True)
+class ArchitectureInfo:
+    """What a menu shows about a torchvision architecture before anything is loaded."""
+
+    name: str
+    family: str
+    params: int | None
+    download_mb: float | None
+    top1: float | None
+    convolutional: bool
+
+    @property
+    def label(self) -> str:
+        bits = [self.name, self.family]
+        if self.params:
+            bits.append(f"{self.params / 1e6:.1f} M parameters")
+        return " · ".join(bits)
+
+
+def architecture_info(name: str) -> ArchitectureInfo:
+    """Parameters, download size and ImageNet accuracy of ``name``'s default weights (no loading)."""
+    _check_name(name)
+    meta = _weights_enum(name).DEFAULT.meta
+    metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
+    size = meta.get("_file_size")
+    return ArchitectureInfo(
+        name=name,
+        family=model_family(name),
+        params=meta.get("num_params"),
+        download_mb=float(size) if size is not None else None,
+        top1=metrics.get("acc@1"),
+        convolutional=is_convolutional(name),
     )

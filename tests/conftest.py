@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torchvision
 from PIL import Image
 from torch import nn
 from torchvision import transforms as T
@@ -89,3 +94,92 @@ def png_bytes(img: Image.Image) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The app, driven by Streamlit's AppTest (one in-process session per test)
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def place_resnet18_weights(torch_home: os.PathLike[str] | str, seed: int = 0) -> str:
+    """A seeded random resnet18 state dict under torchvision's file name: the app treats it as the
+    downloaded ImageNet weights, with no network."""
+    path = os.path.join(torch_home, "hub", "checkpoints", "resnet18-f37072fd.pth")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not os.path.exists(path):
+        torch.manual_seed(seed)
+        torch.save(torchvision.models.resnet18().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def imagenet_home(tmp_path_factory) -> str:
+    home = str(tmp_path_factory.mktemp("torch_home_imagenet"))
+    place_resnet18_weights(home)
+    return home
+
+
+@pytest.fixture
+def make_app(monkeypatch, tmp_path):
+    """``make_app(imagenet=False, query=None, page=None)`` -> an AppTest that has run once.
+
+    Offline (FEATVIZ_OFFLINE=1) with an empty TORCH_HOME, so the first view is the demo model; with
+    ``imagenet`` set to a TORCH_HOME holding resnet18 weights, the first view is resnet18. ``state`` presets
+    session-state values (widget keys) before the first run.
+
+    Note: with ``st.navigation``, Streamlit 1.67's AppTest keeps sidebar elements only in the tree of the
+    first run (later runs do render them, but the test tree drops them). So sidebar widgets are driven
+    through ``state`` (or ``at.session_state``), and a sidebar upload is made right after the first run.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    def make(imagenet: str | None = None, query: dict | None = None, page: str | None = None,
+             run: bool = True, state: dict | None = None, offline: bool = True) -> AppTest:
+        if offline:
+            monkeypatch.setenv("FEATVIZ_OFFLINE", "1")
+        else:
+            monkeypatch.delenv("FEATVIZ_OFFLINE", raising=False)
+        monkeypatch.setenv("TORCH_HOME", imagenet or str(tmp_path / "empty_torch_home"))
+        at = AppTest.from_file(APP, default_timeout=180)
+        for key, value in (query or {}).items():
+            at.query_params[key] = value
+        for key, value in (state or {}).items():
+            at.session_state[key] = value
+        if run:
+            at.run()
+            if page:
+                at.switch_page(page).run()
+        return at
+
+    return make
+
+
+def plotly_figures(at) -> list[dict]:
+    """The Plotly figures an AppTest run drew, as dicts."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def decode_array(value) -> np.ndarray:
+    """A Plotly typed array (``{"dtype", "bdata", "shape"}``) or a plain list -> numpy."""
+    if isinstance(value, dict) and "bdata" in value:
+        array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        if value.get("shape"):
+            array = array.reshape([int(s) for s in str(value["shape"]).split(",")])
+        return array
+    return np.asarray(value)
+
+
+def no_exception(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def upload_image(make_app, name: str, data: bytes, **kwargs):  # type: ignore[no-untyped-def]
+    """An app whose sidebar image is the upload ``name`` with bytes ``data``.
+
+    AppTest (Streamlit 1.67) cannot drive widgets in a sidebar drawn before ``st.navigation``'s page runs
+    (their interactions are lost on the next run), so the upload is placed where the sidebar keeps the
+    file it received (``_last_upload``, memory only). The real widget is exercised in the browser tests.
+    """
+    state = {"image_source": "Upload", "_last_upload": (name, data), **kwargs.pop("state", {})}
+    return make_app(state=state, **kwargs)

@@ -1,0 +1,182 @@
+"""Feature maps page: every channel of the chosen layer, one channel in detail, statistics, exports."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from featviz_core import export, figures, stats
+from ui.errors import guard
+from ui.sidebar import page_header
+from ui.state import Selection, current, url_values, write_url
+
+PAGE_SIZE = 64
+ORDERS = {"index": "Channel number", "mean": "Strongest on average", "max": "Highest peak", "std": "Most varied"}
+SCALES = {"shared": "One scale for the layer", "channel": "Each channel its own scale"}
+
+HOW_TO_READ = """
+The network turns the image into many **channels**: each small picture below is one channel, a map of where
+in the image one learned pattern was found. **Bright** means the pattern is strongly present there;
+**dark** means absent. Hover over a picture to read the exact number at that spot.
+
+- **Order** puts the channels that respond most to *this* image first (or keeps them by number).
+- **Scale**: with *one scale for the layer*, equal colours mean equal numbers everywhere, so you can compare
+  channels. With *each channel its own scale*, faint channels become visible, but colours can no longer be
+  compared between pictures. The colour bar always says which one is on.
+- **Click a picture** (or type its number) to see that channel large, laid over the image, with its numbers.
+- Early layers find edges and colours; deeper layers find textures, parts and whole objects. A map shows
+  *where* a pattern is, not *why* the network decided something.
+"""
+
+
+def _ordered(channel_stats: stats.ChannelStats, order: str) -> np.ndarray:
+    return stats.order_channels(channel_stats, order)  # type: ignore[arg-type]
+
+
+def _controls(n_channels: int) -> tuple[str, str, str, int]:
+    state = st.session_state
+    if state.get("order") not in ORDERS:
+        state["order"] = "index"
+    if state.get("scale") not in SCALES:
+        state["scale"] = "shared"
+    if state.get("cmap") not in figures.COLORSCALES:
+        state["cmap"] = next(iter(figures.COLORSCALES))
+    c1, c2, c3, c4 = st.columns([1.2, 1.3, 1, 1.2])
+    order = c1.selectbox(
+        "Order", list(ORDERS), key="order", format_func=ORDERS.get,
+        help="Which channels come first. “Strongest on average” shows what this image excites most.",
+    )
+    scale = c2.radio(
+        "Colour scale", list(SCALES), key="scale", format_func=SCALES.get, horizontal=False,
+        help="One scale: colours mean the same number in every picture. Own scale: each picture uses its "
+        "full colour range, so weak channels are visible but colours are not comparable.",
+    )
+    cmap = c3.selectbox(
+        "Colours", list(figures.COLORSCALES), key="cmap",
+        help="The colour map. Viridis and Cividis read well for colour-blind viewers and in print.",
+    )
+    pages = max(1, math.ceil(n_channels / PAGE_SIZE))
+    page = 0
+    if pages > 1:
+        if not isinstance(state.get("grid_page"), int) or not 0 <= state["grid_page"] < pages:
+            state["grid_page"] = 0
+        page = c4.selectbox(
+            "Channels shown", list(range(pages)), key="grid_page",
+            format_func=lambda p: f"{p * PAGE_SIZE + 1}–{min((p + 1) * PAGE_SIZE, n_channels)} of {n_channels}",
+            help=f"Large layers are shown {PAGE_SIZE} channels at a time, in the chosen order.",
+        )
+    else:
+        c4.caption(f"{n_channels} channel{'s' if n_channels != 1 else ''}")
+    return order, scale, cmap, page
+
+
+def _detail(selection: Selection, maps: np.ndarray, channel: int, cmap: str, zrange: tuple[float, float]) -> None:
+    layer = selection.layer.name
+    one = maps[channel]
+    summary = stats.summary(one)
+    st.subheader(f"Channel {channel}")
+    m = st.columns(5)
+    m[0].metric("Lowest", f"{summary['min']:.4g}")
+    m[1].metric("Highest", f"{summary['max']:.4g}")
+    m[2].metric("Average", f"{summary['mean']:.4g}")
+    m[3].metric("Spread (std)", f"{summary['spread (std)']:.4g}")
+    m[4].metric("Exactly zero", f"{summary['% zero']:.1f}%")
+    left, right = st.columns(2)
+    with left:
+        opacity = st.slider(
+            "Overlay strength", 0.0, 1.0, 0.55, 0.05, key="opacity",
+            help="0 shows only your image, 1 only the channel's map.",
+        )
+        view = selection.model.model_view(selection.image)
+        st.plotly_chart(
+            figures.overlay_figure(view, one, opacity=opacity, colorscale=cmap, zrange=zrange,
+                                   title="Over the image (as the model sees it)"),
+            width="stretch", config=export.plotly_config(
+                export.export_filename(selection.model.name, layer, selection.image_stem, "png").rsplit(".", 1)[0]
+                + f"_channel{channel}_overlay"),
+            key="detail_overlay",
+        )
+    with right:
+        st.plotly_chart(
+            figures.channel_figure(one, colorscale=cmap, zrange=zrange,
+                                   title=f"Channel {channel} at full resolution ({one.shape[1]}×{one.shape[0]})"),
+            width="stretch", config=export.plotly_config(
+                export.export_filename(selection.model.name, layer, selection.image_stem, "png").rsplit(".", 1)[0]
+                + f"_channel{channel}"),
+            key="detail_map",
+        )
+        st.plotly_chart(figures.histogram_figure(one, title="How the values are spread"), width="stretch",
+                        key="detail_hist")
+
+
+@st.fragment
+def grid_and_detail(selection: Selection) -> None:
+    """Everything display-only: reruns alone, reading the cached extraction (no new forward pass)."""
+    with guard("drawing the feature maps"):
+        maps = selection.maps()
+        channel_stats = stats.channel_stats(maps)
+        n = maps.shape[0]
+        order, scale, cmap, page = _controls(n)
+        ordered = _ordered(channel_stats, order)
+        shown = [int(c) for c in ordered[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]]
+        zrange = figures.layer_range(maps)
+        fig = figures.mosaic_figure(maps, shown, scale=scale, colorscale=cmap, zrange=zrange)
+        base = export.export_filename(selection.model.name, selection.layer.name, selection.image_stem, "png")
+        event = st.plotly_chart(
+            fig, width="stretch", on_select="rerun", selection_mode="points", key="grid_chart",
+            config=export.plotly_config(base.rsplit(".", 1)[0]),
+        )
+        clicked = figures.channel_from_selection(event)
+        state = st.session_state
+        if clicked is not None and clicked != state.get("_last_click"):
+            state["channel"] = clicked
+        state["_last_click"] = clicked
+        if isinstance(state.get("channel"), int) and not 0 <= state["channel"] < n:
+            state["channel"] = None
+        dead = int(channel_stats.dead.sum())
+        note = f" · {dead} channel{'s are' if dead != 1 else ' is'} zero everywhere for this image" if dead else ""
+        st.caption(f"Click a picture to open it, or type a channel number below.{note}")
+        channel = st.number_input(
+            "Channel", min_value=0, max_value=n - 1, value=None, step=1, key="channel",
+            placeholder=f"0 to {n - 1}",
+            help="The channel to look at closely. Clicking a picture above fills this in.",
+        )
+        if channel is not None:
+            _detail(selection, maps, int(channel), cmap, zrange)
+        write_url(url_values(selection))
+
+
+def stats_and_exports(selection: Selection) -> None:
+    with guard("computing statistics"):
+        maps = selection.maps()
+        channel_stats = stats.channel_stats(maps)
+        table = pd.DataFrame(stats.stats_rows(channel_stats))
+        with st.expander(f"Numbers for every channel ({maps.shape[0]})", icon=":material/table:"):
+            st.caption("Sort by clicking a column header. Channels that are zero everywhere never fired for "
+                       "this image.")
+            st.dataframe(table, hide_index=True, width="stretch", height=360)
+        layer = selection.layer.name
+        npz_name = export.export_filename(selection.model.name, layer, selection.image_stem, "npz")
+        csv_name = export.export_filename(selection.model.name, layer, selection.image_stem, "csv")
+        c1, c2, c3 = st.columns([1, 1, 2])
+        c1.download_button(
+            "Download maps (.npz)", data=lambda: export.npz_bytes({layer: maps}), file_name=npz_name,
+            mime="application/octet-stream", icon=":material/download:", on_click="ignore",
+            help="The exact activation values (float32, channels × height × width), for NumPy: "
+            f"np.load('{npz_name}')['{layer}'].",
+        )
+        c2.download_button(
+            "Download statistics (.csv)", data=lambda: export.stats_csv(channel_stats, layer), file_name=csv_name,
+            mime="text/csv", icon=":material/download:", on_click="ignore",
+            help="One row per channel: mean, highest, lowest, spread and share of zeros.",
+        )
+        c3.caption("Pictures: use the camera icon above each chart to save it as PNG.")
+
+
+selection = current()
+page_header("Feature maps", HOW_TO_READ, selection)
+grid_and_detail(selection)
+stats_and_exports(selection)

@@ -1,0 +1,127 @@
+"""Filters: the learned weights of a convolution, linked to the feature-map channel they produce."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from featviz_core import export, figures, stats
+from featviz_core.filters import conv_for_layer, conv_layers, filter_weights
+from ui.errors import guard
+from ui.sidebar import page_header
+from ui.state import current, request
+
+PAGE_SIZE = 64
+HOW_TO_READ = """
+A convolution slides small **filters** over its input; each filter makes one channel of the layer's output.
+This page shows the filters' learned numbers (weights).
+
+- **First layer**: each filter looks at red, green and blue, so it is drawn in colour. **Grey means 0**; a
+  strong colour means the filter looks for that colour (or its opposite, for the complementary colour). One
+  scale is used for all filters, and the caption says how large a full colour is.
+- **Deeper layers** look at the previous layer's channels, not colours: each tile is the filter averaged over
+  those input channels (or one input channel you pick). **Red is positive, blue negative, white 0.**
+- Filter *k* makes channel *k* of the convolution's output: pick a channel to see its filter next to its map.
+"""
+
+selection = current()
+page_header("Filters", HOW_TO_READ, selection)
+model = selection.model
+state = st.session_state
+
+with guard("reading the model's convolutions"):
+    convs = conv_layers(model)
+if not convs:
+    st.warning("This model has no convolution layers, so it has no filters to show.")
+    st.stop()
+names = [c.name for c in convs]
+labels = {c.name: c.label for c in convs}
+linked = conv_for_layer(model, selection.layer.name)
+if state.get("_filters_for") != (model.key, selection.layer.name) or state.get("filter_layer") not in names:
+    state["_filters_for"] = (model.key, selection.layer.name)
+    state["filter_layer"] = linked if linked in names else names[0]
+
+c1, c2 = st.columns([2, 1])
+conv_name = c1.selectbox(
+    "Convolution", names, key="filter_layer", format_func=labels.get,
+    help="Which convolution's filters to show. By default the one that makes the channels of the layer "
+    "chosen in the sidebar.",
+)
+with guard("reading the filters"):
+    fw = filter_weights(model, conv_name)
+weights = fw.weights
+out_channels, in_per_group = weights.shape[0], weights.shape[1]
+same_as_maps = conv_name == linked
+if same_as_maps:
+    c2.caption(f"These filters make the channels of **{selection.layer.name}**, the layer in the sidebar: the "
+               "grid below uses the same order as the Feature maps page.")
+else:
+    c2.caption(f"The sidebar layer is {selection.layer.name}; these filters belong to another layer.")
+
+how = "mean"
+if not fw.is_rgb_input and in_per_group > 1:
+    choice = st.selectbox(
+        "Input channel", ["mean", *range(in_per_group)], key="filter_input",
+        format_func=lambda v: "Average over all input channels" if v == "mean" else f"Input channel {v}",
+        help="Each filter has one small grid per input channel. Show their average, or one of them.",
+    )
+    how = choice
+
+if same_as_maps and state.get("order") in ("mean", "max", "std"):
+    order = stats.order_channels(stats.channel_stats(selection.maps()), state["order"])
+    order_note = {"mean": "strongest on average", "max": "highest peak", "std": "most varied"}[state["order"]]
+else:
+    order, order_note = np.arange(out_channels), "channel number"
+pages = max(1, -(-out_channels // PAGE_SIZE))
+page = 0
+if pages > 1:
+    page = st.selectbox(
+        "Filters shown", list(range(pages)), key="filter_page",
+        format_func=lambda p: f"{p * PAGE_SIZE + 1}–{min((p + 1) * PAGE_SIZE, out_channels)} of {out_channels}",
+    )
+shown = [int(c) for c in order[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]]
+st.caption(f"{out_channels} filters of {weights.shape[2]}×{weights.shape[3]} weights, ordered by {order_note}.")
+
+base = export.export_filename(model.name, conv_name, None, "png").rsplit(".", 1)[0]
+with guard("drawing the filters"):
+    if fw.is_rgb_input:
+        fig = figures.rgb_filters_figure(weights, shown)
+    else:
+        fig = figures.filter_mosaic_figure(weights, shown, input_channel=None if how == "mean" else int(how),
+                                           title="Filters (red > 0 > blue, one scale for all)")
+    event = st.plotly_chart(fig, width="stretch", key="filters_chart", on_select="rerun",
+                            selection_mode="points", config=export.plotly_config(f"{base}_filters"))
+
+clicked = figures.channel_from_selection(event)
+if clicked is not None and clicked != state.get("_last_filter_click"):
+    state["_filter_channel"] = clicked
+state["_last_filter_click"] = clicked
+channel = state.get("_filter_channel")
+if channel is None and same_as_maps and isinstance(state.get("channel"), int):
+    channel = state["channel"]
+if channel is not None and 0 <= channel < out_channels:
+    st.subheader(f"Filter {channel}")
+    left, right = st.columns(2)
+    with left:
+        kernel = weights[channel]
+        st.plotly_chart(
+            figures.filter_mosaic_figure(kernel[:, None, :, :], None, title=f"Filter {channel}, one tile per input "
+                                         "channel", labels=in_per_group <= 64),
+            width="stretch", key="filter_detail",
+        )
+        st.caption(f"Weights from {float(kernel.min()):.3g} to {float(kernel.max()):.3g}; "
+                   f"bias {float(fw.bias[channel]):.3g}." if fw.bias is not None else
+                   f"Weights from {float(kernel.min()):.3g} to {float(kernel.max()):.3g}; no bias.")
+    with right:
+        if same_as_maps:
+            maps = selection.maps()
+            st.plotly_chart(
+                figures.channel_figure(maps[channel], title=f"Channel {channel} of {selection.layer.name}"),
+                width="stretch", key="filter_map",
+            )
+        if st.button(f"Open channel {channel}'s feature map", icon=":material/grid_view:",
+                     help="Shows what this filter's channel found in your image, on the Feature maps page."):
+            request(layer=conv_name if not same_as_maps else selection.layer.name, channel=channel)
+            st.switch_page("pages/feature_maps.py")
+else:
+    st.caption("Click a filter to see it large, next to the map it produces.")

@@ -1,0 +1,4 @@
+"""The Streamlit side of featviz: caching, the shared sidebar, URL state and error display.
+
+Pages import from here; ``featviz_core`` never imports Streamlit.
+"""

@@ -1,0 +1,85 @@
+"""Every cache of the app lives here, bounded, and keyed by strings (never by arrays or tensors).
+
+Models: ``st.cache_resource`` (shared by all sessions; each LoadedModel carries its own lock).
+Extractions: ``st.cache_data`` keyed by the image bytes' digest + the model key + the layer names.
+Images: decoded once per digest. All of it stays in memory: nothing a user uploads is written to disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+
+import streamlit as st
+from PIL import Image
+
+from featviz_core import Extraction, LoadedModel, extract, load_torchvision
+from featviz_core.cam import CamResult, gradcam
+from featviz_core.checkpoints import load_checkpoint
+from featviz_core.demo import load_demo
+from featviz_core.images import load_image
+
+log = logging.getLogger("featviz")
+
+# Bounds, shared by every session of the process. A layer's maps are at most a few MB (VGG's first layers:
+# 64×224×224 float32 = 12.8 MB); the byte limit keeps a small Community Cloud machine safe whatever the layers.
+MODEL_ENTRIES = 3
+EXTRACTION_ENTRIES = int(os.environ.get("FEATVIZ_EXTRACTION_CACHE", "32"))
+EXTRACTION_BYTES = os.environ.get("FEATVIZ_EXTRACTION_CACHE_SIZE", "256MiB")
+IMAGE_ENTRIES = 16
+IMAGE_BYTES = "128MiB"
+
+_forward_passes = itertools.count(1)
+_forward_lock = threading.Lock()
+
+
+def _count_forward(kind: str, model_key: str, digest: str, layers: tuple[str, ...]) -> None:
+    with _forward_lock:
+        n = next(_forward_passes)
+    # The browser tests read this line to prove that display-only changes never rerun the model.
+    log.info("featviz forward pass #%d: %s %s image=%s layers=%s", n, kind, model_key, digest[:12], ",".join(layers))
+
+
+@st.cache_resource(max_entries=MODEL_ENTRIES, show_spinner=False)
+def torchvision_model(name: str, pretrained: bool) -> LoadedModel:
+    """A torchvision model; with ``pretrained`` the weights must already be in the cache (see downloads)."""
+    return load_torchvision(name, weights="DEFAULT" if pretrained else None)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def demo_model() -> LoadedModel:
+    return load_demo()
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def checkpoint_model(
+    digest: str, arch: str | None, names_digest: str, _data: bytes, _names: tuple[str, ...] | None, _filename: str
+) -> LoadedModel:
+    """A user's checkpoint, keyed by the digest of its bytes (the bytes themselves are not hashed again)."""
+    return load_checkpoint(_data, arch=arch, categories=list(_names) if _names else None, filename=_filename)
+
+
+@st.cache_data(max_entries=IMAGE_ENTRIES, max_size=IMAGE_BYTES, show_spinner=False)
+def decoded_image(digest: str, _data: bytes, filename: str | None) -> Image.Image:
+    """The decoded, validated image for these bytes (raises ImageLoadError for bad files)."""
+    return load_image(_data, filename)
+
+
+@st.cache_data(max_entries=EXTRACTION_ENTRIES, max_size=EXTRACTION_BYTES, show_spinner=False)
+def extraction(
+    digest: str, model_key: str, layers: tuple[str, ...], _model: LoadedModel, _image: Image.Image
+) -> Extraction:
+    """One forward pass per (image, model, layers); every later display change reads it from here."""
+    _count_forward("extract", model_key, digest, layers)
+    return extract(_model, _image, list(layers))
+
+
+@st.cache_data(max_entries=EXTRACTION_ENTRIES, max_size=EXTRACTION_BYTES, show_spinner=False)
+def cam(
+    digest: str, model_key: str, layer: str, class_index: int | None, _model: LoadedModel, _image: Image.Image
+) -> CamResult:
+    """Grad-CAM of one class at one layer (a forward and a backward pass), cached like extractions."""
+    _count_forward("gradcam", model_key, digest, (layer,))
+    return gradcam(_model, _image, layer, class_index)

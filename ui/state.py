@@ -1,0 +1,138 @@
+"""What the user chose, shared by every page, kept across page switches and mirrored in the URL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+from PIL import Image
+
+from featviz_core import Extraction, LayerInfo, LoadedModel
+
+from . import cache
+
+# Session-state keys of choices made on pages (not in the sidebar). Streamlit forgets a widget's value
+# when a page that does not draw it runs; re-assigning them at the start of every run keeps them.
+PAGE_KEYS = (
+    "channel", "order", "scale", "cmap", "grid_page", "opacity", "cam_layer", "cam_class", "cam_opacity",
+    "compare_source", "compare_sample", "filter_layer", "filter_input", "detail_channel_input",
+)
+
+# Query parameters of a shareable link, and the session keys they restore.
+URL_KEYS = {
+    "sample": "sample",
+    "model": "model_spec",
+    "layer": "layer",
+    "channel": "channel",
+    "order": "order",
+    "scale": "scale",
+    "cmap": "cmap",
+}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The image, model and layer chosen in the sidebar, ready for the pages."""
+
+    image: Image.Image
+    image_bytes: bytes
+    image_digest: str
+    image_name: str
+    image_source: str
+    model: LoadedModel
+    model_label: str
+    layers: tuple[LayerInfo, ...]
+    layer: LayerInfo
+    notice: str | None = None
+
+    def extraction(self, layers: tuple[str, ...] | None = None) -> Extraction:
+        """The cached forward pass for this image and model (default: the chosen layer)."""
+        names = layers if layers is not None else (self.layer.name,)
+        return cache.extraction(self.image_digest, self.model.key, names, self.model, self.image)
+
+    def maps(self) -> Any:
+        """The chosen layer's feature maps, float32 (C, H, W)."""
+        return self.extraction().activations[self.layer.name]
+
+    @property
+    def image_stem(self) -> str:
+        return self.image_name.rsplit(".", 1)[0] if "." in self.image_name else self.image_name
+
+
+def keep_page_state() -> None:
+    """Stop Streamlit from forgetting page widgets' values when another page runs."""
+    for key in PAGE_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def restore_from_url() -> None:
+    """Once per session: take the choices from a shared link's query parameters."""
+    if st.session_state.get("_url_restored"):
+        return
+    st.session_state["_url_restored"] = True
+    params = st.query_params
+    for param, key in URL_KEYS.items():
+        value = params.get(param)
+        if value is None or value == "":
+            continue
+        if key == "channel":
+            if value.isdigit():
+                st.session_state[key] = int(value)
+            continue
+        st.session_state[key] = value
+    if params.get("sample"):
+        st.session_state["image_source"] = "Sample"
+    st.session_state["_from_url"] = any(params.get(p) for p in URL_KEYS)
+
+
+def write_url(values: Mapping[str, Any]) -> None:
+    """Mirror the current view in the address bar (only what changed, so nothing reruns)."""
+    wanted = {k: str(v) for k, v in values.items() if v is not None and v != ""}
+    current = {k: st.query_params.get(k) for k in URL_KEYS}
+    for key in URL_KEYS:
+        if key in wanted and current.get(key) != wanted[key]:
+            st.query_params[key] = wanted[key]
+        elif key not in wanted and current.get(key) is not None:
+            del st.query_params[key]
+
+
+def url_values(selection: Selection) -> dict[str, Any]:
+    """What a shareable link holds for this view (an uploaded image is never in a link)."""
+    state = st.session_state
+    return {
+        "sample": state.get("sample") if selection.image_source == "sample" else None,
+        "model": state.get("model_spec"),
+        "layer": selection.layer.name,
+        "channel": state.get("channel"),
+        "order": state.get("order"),
+        "scale": state.get("scale"),
+        "cmap": state.get("cmap"),
+    }
+
+
+def current() -> Selection:
+    """The selection made by the sidebar in this run (app.py stores it before the page runs)."""
+    selection = st.session_state.get("_selection")
+    if selection is None:  # a page run on its own, e.g. by a test
+        st.error("Open featviz from its main page (app.py) so the sidebar can choose an image and a model.")
+        st.stop()
+    return selection
+
+
+def request(**values: Any) -> None:
+    """Ask for widget values to change on the next run (a widget's value cannot change after it is drawn).
+
+    Follow with ``st.rerun()`` or ``st.switch_page(...)``.
+    """
+    st.session_state.setdefault("_requests", {}).update(values)
+
+
+def apply_requests() -> None:
+    """At the start of a run, before any widget is drawn: apply what :func:`request` asked for."""
+    pending = st.session_state.pop("_requests", None)
+    if pending:
+        for key, value in pending.items():
+            st.session_state[key] = value
