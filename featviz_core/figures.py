@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import plotly.colors as pcolors
 import plotly.graph_objects as go
 from PIL import Image
 
@@ -106,6 +107,25 @@ def _colorscale(name: str | Sequence[Any] | None, diverging: bool = False) -> st
     if isinstance(name, str):
         return COLORSCALES.get(name, DIVERGING_COLORSCALES.get(name, name))
     return name
+
+
+def _faded(colorscale: str | Sequence[Any], diverging: bool) -> list[list[Any]]:
+    """``colorscale`` with transparency where the map is weak, so the image shows through there.
+
+    Sequential scales: fully transparent at the low end, opaque from 40 % of the range up. Diverging scales:
+    transparent at the centre (zero), opaque towards both ends.
+    """
+    stops = pcolors.get_colorscale(colorscale) if isinstance(colorscale, str) else [list(s) for s in colorscale]
+    faded = []
+    for position, colour in stops:
+        if colour.startswith("#"):
+            r, g, b = pcolors.hex_to_rgb(colour)
+        else:
+            r, g, b = (int(float(v)) for v in colour[colour.index("(") + 1 : colour.index(")")].split(",")[:3])
+        weight = abs(position - 0.5) * 2 if diverging else position
+        alpha = min(1.0, weight / 0.4)
+        faded.append([position, f"rgba({r},{g},{b},{alpha:.3f})"])
+    return faded
 
 
 def _finite_minmax(values: np.ndarray) -> tuple[float, float] | None:
@@ -650,8 +670,15 @@ def overlay_figure(
     colorbar_title: str = "activation",
     diverging: bool = False,
     height: int | None = None,
+    fade: bool = True,
+    grey_image: bool = True,
 ) -> go.Figure:
     """``image`` (the model's view of the picture) with ``map2d`` drawn over it, covering it exactly.
+
+    With ``fade`` (default), weak values are see-through, so the picture stays visible where the map is
+    quiet and the colour marks where it responds; ``opacity`` scales the whole map on top of that.
+    With ``grey_image`` (default), the picture is drawn in grey so the map's colours cannot be confused with
+    the picture's own colours.
 
     Each map cell covers (image width / map width) × (image height / map height) image pixels, so the
     map's outer edges are the image's edges. ``smooth`` blends neighbouring cells (``zsmooth="best"``);
@@ -659,7 +686,7 @@ def overlay_figure(
     """
     array = np.ascontiguousarray(_as_map2d(map2d), dtype=np.float32)
     mh, mw = array.shape
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    rgb = image.convert("L").convert("RGB") if grey_image else image.convert("RGB")
     width, height_px = rgb.size
     dx, dy = width / mw, height_px / mh
     found = _finite_minmax(array) or (0.0, 0.0)
@@ -678,7 +705,8 @@ def overlay_figure(
             customdata=cells,
             opacity=opacity,
             zsmooth="best" if smooth else False,
-            colorscale=_colorscale(colorscale, diverging),
+            colorscale=_faded(_colorscale(colorscale, diverging), diverging) if fade
+            else _colorscale(colorscale, diverging),
             zmin=zmin,
             zmax=zmax,
             hovertemplate=(

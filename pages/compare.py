@@ -11,8 +11,11 @@ from featviz_core.images import SUPPORTED_EXTENSIONS, describe_image, image_dige
 from featviz_core.samples import list_samples, sample_bytes
 from ui import cache
 from ui.errors import guard
+from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import current
+
+ensure_routed()
 
 PAGE_SIZE = 64
 HOW_TO_READ = """

@@ -10,8 +10,11 @@ import streamlit as st
 
 from featviz_core import export, figures, stats
 from ui.errors import guard
+from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import Selection, current, url_values, write_url
+
+ensure_routed()
 
 PAGE_SIZE = 64
 ORDERS = {"index": "Channel number", "mean": "Strongest on average", "max": "Highest peak", "std": "Most varied"}
@@ -73,7 +76,9 @@ def _controls(n_channels: int) -> tuple[str, str, str, int]:
     return order, scale, cmap, page
 
 
-def _detail(selection: Selection, maps: np.ndarray, channel: int, cmap: str, zrange: tuple[float, float]) -> None:
+def _detail(
+    selection: Selection, maps: np.ndarray, channel: int, cmap: str, zrange: tuple[float, float] | None
+) -> None:
     layer = selection.layer.name
     one = maps[channel]
     summary = stats.summary(one)
@@ -87,13 +92,14 @@ def _detail(selection: Selection, maps: np.ndarray, channel: int, cmap: str, zra
     left, right = st.columns(2)
     with left:
         opacity = st.slider(
-            "Overlay strength", 0.0, 1.0, 0.55, 0.05, key="opacity",
+            "Overlay strength", 0.0, 1.0, 0.8, 0.05, key="opacity",
             help="0 shows only your image, 1 only the channel's map.",
         )
         view = selection.model.model_view(selection.image)
         st.plotly_chart(
-            figures.overlay_figure(view, one, opacity=opacity, colorscale=cmap, zrange=zrange,
-                                   title="Over the image (as the model sees it)"),
+            figures.overlay_figure(view, one, opacity=opacity, colorscale=cmap,
+                                   title="Over the image (as the model sees it, in grey)",
+                                   colorbar_title="activation (this channel's range)"),
             width="stretch", config=export.plotly_config(
                 export.export_filename(selection.model.name, layer, selection.image_stem, "png").rsplit(".", 1)[0]
                 + f"_channel{channel}_overlay"),
@@ -102,7 +108,8 @@ def _detail(selection: Selection, maps: np.ndarray, channel: int, cmap: str, zra
     with right:
         st.plotly_chart(
             figures.channel_figure(one, colorscale=cmap, zrange=zrange,
-                                   title=f"Channel {channel} at full resolution ({one.shape[1]}×{one.shape[0]})"),
+                                   title=f"Channel {channel} at full resolution ({one.shape[1]}×{one.shape[0]})",
+                                   colorbar_title="activation (layer scale)" if zrange else "activation"),
             width="stretch", config=export.plotly_config(
                 export.export_filename(selection.model.name, layer, selection.image_stem, "png").rsplit(".", 1)[0]
                 + f"_channel{channel}"),
@@ -145,7 +152,7 @@ def grid_and_detail(selection: Selection) -> None:
             help="The channel to look at closely. Clicking a picture above fills this in.",
         )
         if channel is not None:
-            _detail(selection, maps, int(channel), cmap, zrange)
+            _detail(selection, maps, int(channel), cmap, zrange if scale == "shared" else None)
         write_url(url_values(selection))
 
 

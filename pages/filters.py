@@ -8,8 +8,11 @@ import streamlit as st
 from featviz_core import export, figures, stats
 from featviz_core.filters import conv_for_layer, conv_layers, filter_weights
 from ui.errors import guard
+from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import current, request
+
+ensure_routed()
 
 PAGE_SIZE = 64
 HOW_TO_READ = """

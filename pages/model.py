@@ -7,8 +7,11 @@ import streamlit as st
 
 from featviz_core import list_layers
 from ui.errors import guard
+from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import current, request
+
+ensure_routed()
 
 HOW_TO_READ = """
 Every building block of the network, in the order it runs on an image.

@@ -8,8 +8,11 @@ from featviz_core import export, figures
 from featviz_core.cam import default_cam_layer
 from ui import cache
 from ui.errors import guard
+from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import current
+
+ensure_routed()
 
 HOW_TO_READ = """
 **Left — what drives this class (Grad-CAM).** Warm areas are the parts of the image that, at the chosen layer,
@@ -71,7 +74,7 @@ with right:
         help="Deeper layers give the most meaningful Grad-CAM (default: the last block before the "
         "classifier). Earlier layers are sharper but less about the class.",
     )
-    opacity = st.slider("Overlay strength", 0.0, 1.0, 0.5, 0.05, key="cam_opacity",
+    opacity = st.slider("Overlay strength", 0.0, 1.0, 0.8, 0.05, key="cam_opacity",
                         help="0 shows only your image, 1 only the map.")
 
 with guard("computing where the model looks"), st.spinner("Tracing the decision back through the network…"):
@@ -83,7 +86,7 @@ c1, c2 = st.columns(2)
 with c1:
     st.plotly_chart(
         figures.overlay_figure(
-            view, cam.normalized, opacity=opacity, colorscale="Inferno", zrange=(0.0, 1.0),
+            view, cam.normalized, opacity=opacity, colorscale="Turbo", zrange=(0.0, 1.0),
             title=f"What drives “{cam.class_name}”", colorbar_title="share of the strongest push (0–1)",
         ),
         width="stretch", key="cam_overlay", config=export.plotly_config(f"{base}_gradcam_class{cam.class_index}"),

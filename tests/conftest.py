@@ -127,10 +127,6 @@ def make_app(monkeypatch, tmp_path):
     Offline (FEATVIZ_OFFLINE=1) with an empty TORCH_HOME, so the first view is the demo model; with
     ``imagenet`` set to a TORCH_HOME holding resnet18 weights, the first view is resnet18. ``state`` presets
     session-state values (widget keys) before the first run.
-
-    Note: with ``st.navigation``, Streamlit 1.67's AppTest keeps sidebar elements only in the tree of the
-    first run (later runs do render them, but the test tree drops them). So sidebar widgets are driven
-    through ``state`` (or ``at.session_state``), and a sidebar upload is made right after the first run.
     """
     from streamlit.testing.v1 import AppTest
 
@@ -174,12 +170,9 @@ def no_exception(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
-def upload_image(make_app, name: str, data: bytes, **kwargs):  # type: ignore[no-untyped-def]
-    """An app whose sidebar image is the upload ``name`` with bytes ``data``.
-
-    AppTest (Streamlit 1.67) cannot drive widgets in a sidebar drawn before ``st.navigation``'s page runs
-    (their interactions are lost on the next run), so the upload is placed where the sidebar keeps the
-    file it received (``_last_upload``, memory only). The real widget is exercised in the browser tests.
-    """
-    state = {"image_source": "Upload", "_last_upload": (name, data), **kwargs.pop("state", {})}
-    return make_app(state=state, **kwargs)
+def upload_image(make_app, name: str, data: bytes, mime: str = "image/png", **kwargs):  # type: ignore[no-untyped-def]
+    """An app whose sidebar image is ``data``, uploaded through the sidebar's "Upload an image" widget."""
+    state = {"image_source": "Upload", **kwargs.pop("state", {})}
+    at = make_app(state=state, **kwargs)
+    at.file_uploader(key="upload").upload(name, data, mime).run()
+    return at

@@ -16,9 +16,10 @@ def test_eight_sessions_share_one_model(make_app) -> None:
     first = make_app()
     model = first.session_state["_selection"].model
     layers = [info.name for info in first.session_state["_selection"].layers]
-    apps = [make_app(run=False, state={"image_source": "Upload", "layer": layers[i % len(layers)],
-                                       "_last_upload": (f"img{i}.png", png((30 * i, 255 - 30 * i, 7 * i)))})
-            for i in range(8)]
+    apps = [make_app(state={"image_source": "Upload"}) for _ in range(8)]
+    for i, at in enumerate(apps):
+        at.file_uploader(key="upload").upload(f"img{i}.png", png((30 * i, 255 - 30 * i, 7 * i)), "image/png")
+        at.selectbox(key="layer").set_value(layers[i % len(layers)])
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 

@@ -79,8 +79,8 @@ def _first_view_defaults() -> None:
     else:
         state["model_kind"] = KINDS[2]
         state["_notice"] = (
-            "Showing the offline demo model on a generated sample: no ImageNet weights are on this machine "
-            "yet. Choose “ImageNet model” in the sidebar to download them, or upload your own checkpoint."
+            "Showing the offline demo model, which works without internet: no ImageNet weights are on this "
+            "machine yet. Choose “ImageNet model” in the sidebar to download them, or upload your own checkpoint."
         )
     if "sample" not in state:
         state["sample"] = default_sample(for_demo=state.get("model_kind") == KINDS[2])
