@@ -112,12 +112,12 @@ def compare_grids() -> None:
     g1, g2 = st.columns(2)
     g1.plotly_chart(
         figures.mosaic_figure(maps_a, shown, colorscale=cmap, zrange=shared, title="A",
-                              colorbar_title="activation (one scale for A and B)"),
+                              colorbar_title="activation (one scale for A and B)", height=480),
         width="stretch", key="compare_a", config=export.plotly_config(f"{base}_A"),
     )
     g2.plotly_chart(
         figures.mosaic_figure(maps_b, shown, colorscale=cmap, zrange=shared, title="B",
-                              colorbar_title="activation (one scale for A and B)"),
+                              colorbar_title="activation (one scale for A and B)", height=480),
         width="stretch", key="compare_b", config=export.plotly_config(f"{base}_B"),
     )
     diff = (maps_b - maps_a).astype(np.float32)

@@ -146,7 +146,7 @@ def grid_and_detail(selection: Selection) -> None:
         dead = int(channel_stats.dead.sum())
         note = f" · {dead} channel{'s are' if dead != 1 else ' is'} zero everywhere for this image" if dead else ""
         st.caption(f"Click a picture to open it, or type a channel number below.{note}")
-        channel = st.number_input(
+        channel = st.columns([1, 3])[0].number_input(
             "Channel", min_value=0, max_value=n - 1, value=None, step=1, key="channel",
             placeholder=f"0 to {n - 1}",
             help="The channel to look at closely. Clicking a picture above fills this in.",
