@@ -14,10 +14,10 @@ from ui.errors import guard
 from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import current
+from ui.widgets import page_picker, page_slice
 
 ensure_routed()
 
-PAGE_SIZE = 64
 HOW_TO_READ = """
 Image **A** is the one chosen in the sidebar; pick image **B** here (for example a healthy and an abnormal
 scan, or a photo before and after a change). Both go through the same model, and the same layer is shown.
@@ -96,15 +96,9 @@ def compare_grids() -> None:
     )
     cmap = o2.selectbox("Colours for A and B", list(figures.COLORSCALES), key="compare_cmap",
                         help="The colour map of the two images' grids (the difference is always blue-white-red).")
-    pages = max(1, -(-n // PAGE_SIZE))
-    page = 0
-    if pages > 1:
-        page = o3.selectbox(
-            "Channels shown", list(range(pages)), key="compare_page",
-            format_func=lambda p: f"{p * PAGE_SIZE + 1}–{min((p + 1) * PAGE_SIZE, n)} of {n}",
-        )
+    page = page_picker(n, key="compare_page", container=o3)
     ordered = comparison.channels if order == "change" else np.arange(n)
-    shown = [int(c) for c in ordered[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]]
+    shown = page_slice(ordered, page)
     lo_a, hi_a = figures.layer_range(maps_a)
     lo_b, hi_b = figures.layer_range(maps_b)
     shared = (min(lo_a, lo_b), max(hi_a, hi_b))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -13,10 +11,10 @@ from ui.errors import guard
 from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import Selection, current, url_values, write_url
+from ui.widgets import page_picker, page_slice
 
 ensure_routed()
 
-PAGE_SIZE = 64
 ORDERS = {"index": "Channel number", "mean": "Strongest on average", "max": "Highest peak", "std": "Most varied"}
 SCALES = {"shared": "One scale for the layer", "channel": "Each channel its own scale"}
 
@@ -61,18 +59,7 @@ def _controls(n_channels: int) -> tuple[str, str, str, int]:
         "Colours", list(figures.COLORSCALES), key="cmap",
         help="The colour map. Viridis and Cividis read well for colour-blind viewers and in print.",
     )
-    pages = max(1, math.ceil(n_channels / PAGE_SIZE))
-    page = 0
-    if pages > 1:
-        if not isinstance(state.get("grid_page"), int) or not 0 <= state["grid_page"] < pages:
-            state["grid_page"] = 0
-        page = c4.selectbox(
-            "Channels shown", list(range(pages)), key="grid_page",
-            format_func=lambda p: f"{p * PAGE_SIZE + 1}–{min((p + 1) * PAGE_SIZE, n_channels)} of {n_channels}",
-            help=f"Large layers are shown {PAGE_SIZE} channels at a time, in the chosen order.",
-        )
-    else:
-        c4.caption(f"{n_channels} channel{'s' if n_channels != 1 else ''}")
+    page = page_picker(n_channels, key="grid_page", container=c4)
     return order, scale, cmap, page
 
 
@@ -128,7 +115,7 @@ def grid_and_detail(selection: Selection) -> None:
         n = maps.shape[0]
         order, scale, cmap, page = _controls(n)
         ordered = _ordered(channel_stats, order)
-        shown = [int(c) for c in ordered[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]]
+        shown = page_slice(ordered, page)
         zrange = figures.layer_range(maps)
         fig = figures.mosaic_figure(maps, shown, scale=scale, colorscale=cmap, zrange=zrange)
         base = export.export_filename(selection.model.name, selection.layer.name, selection.image_stem, "png")

@@ -11,10 +11,10 @@ from ui.errors import guard
 from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import current, request
+from ui.widgets import page_picker, page_slice
 
 ensure_routed()
 
-PAGE_SIZE = 64
 HOW_TO_READ = """
 A convolution slides small **filters** over its input; each filter makes one channel of the layer's output.
 This page shows the filters' learned numbers (weights).
@@ -75,14 +75,8 @@ if same_as_maps and state.get("order") in ("mean", "max", "std"):
     order_note = {"mean": "strongest on average", "max": "highest peak", "std": "most varied"}[state["order"]]
 else:
     order, order_note = np.arange(out_channels), "channel number"
-pages = max(1, -(-out_channels // PAGE_SIZE))
-page = 0
-if pages > 1:
-    page = st.selectbox(
-        "Filters shown", list(range(pages)), key="filter_page",
-        format_func=lambda p: f"{p * PAGE_SIZE + 1}–{min((p + 1) * PAGE_SIZE, out_channels)} of {out_channels}",
-    )
-shown = [int(c) for c in order[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]]
+page = page_picker(out_channels, key="filter_page", label="Filters shown", show_count=False)
+shown = page_slice(order, page)
 st.caption(f"{out_channels} filters of {weights.shape[2]}×{weights.shape[3]} weights, ordered by {order_note}.")
 
 base = export.export_filename(model.name, conv_name, None, "png").rsplit(".", 1)[0]
