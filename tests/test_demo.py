@@ -139,7 +139,8 @@ def test_first_layer_filters_are_smoother_than_random(demo: LoadedModel) -> None
     rough_trained = _roughness(trained)
     rough_fresh = _roughness(fresh)
     assert 0.9 < rough_fresh < 1.1 and 0.9 < _roughness(default_init) < 1.1
-    # Measured: trained ~0.56, fresh ~1.0 (see MODEL_CARD.md).
+    # Measured: shipped weights 0.66; fresh initialisations 0.99-1.01 (seeds 0-4); the same training from a
+    # full-scale first-layer init (noise the filters never shed) 0.86. See MODEL_CARD.md.
     assert rough_trained < 0.75, f"first-layer filters look like noise (roughness {rough_trained:.2f})"
     assert rough_trained < 0.8 * rough_fresh
 
@@ -237,12 +238,15 @@ def test_shipped_generated_samples_are_reproducible(tmp_path: Path) -> None:
         assert np.array_equal(fresh, shipped), f"{path.name} differs from the shipped sample"
 
 
-def test_training_script_writes_a_loadable_state_dict(tmp_path: Path) -> None:
+def test_training_script_is_reproducible_and_writes_a_loadable_state_dict(tmp_path: Path) -> None:
     threads = torch.get_num_threads()
-    out = tmp_path / "tiny.pt"
+    outs = [tmp_path / "tiny.pt", tmp_path / "other" / "name.pt"]
     try:
-        train_main(["--out", str(out), "--n-per-class", "3", "--epochs", "1", "--heldout-per-class", "1"])
+        for out in outs:
+            train_main(["--out", str(out), "--n-per-class", "3", "--epochs", "1", "--heldout-per-class", "1"])
     finally:
         torch.set_num_threads(threads)
-    state = torch.load(out, map_location="cpu", weights_only=True)
+    # Same seed, same bytes wherever the file is written (so a retrain keeps the model's cache key).
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    state = torch.load(outs[0], map_location="cpu", weights_only=True)
     TinyVGG(len(DEMO_CLASSES)).load_state_dict(state)

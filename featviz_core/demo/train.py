@@ -9,6 +9,7 @@ reproducible on the same machine and library versions; other CPUs may differ in 
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -134,7 +135,11 @@ def _main(argv: Sequence[str] | None = None) -> None:
     seconds = time.perf_counter() - started
     state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, args.out)
+    # Saved through a buffer: torch.save names the archive after the file, and the bytes (hence the model's
+    # cache key, a hash of the file) should not depend on where the file was first written.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    args.out.write_bytes(buffer.getvalue())
 
     images, labels = dataset(args.heldout_per_class, seed=HELDOUT_SEED)
     acc = accuracy(model, images, labels)
