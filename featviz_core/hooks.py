@@ -108,7 +108,7 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
         self._lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
         self._keep_grad = keep_grad
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._training: list[tuple[nn.Module, bool]] = []
+        self._was_training: list[nn.Module] = []
         self._entered = False
         self._counts: dict[str, int] = {}
         self.outputs: dict[str, torch.Tensor] = {}
@@ -147,8 +147,9 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
                 raise LayerError(
                     f"Layer '{missing[0]}' is not in this model; choose one from list_layers(model)."
                 )
-            self._training = [(m, m.training) for m in self.module.modules()]
-            self.module.eval()
+            self._was_training = [m for m in self.module.modules() if m.training]
+            for m in self._was_training:  # eval mode, touching only the modules that were training
+                m.training = False
             for module_name, calls in self._wanted.items():
                 hook = self._make_hook(module_name, calls)
                 self._handles.append(modules[module_name].register_forward_hook(hook))
@@ -172,9 +173,9 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
             for handle in self._handles:
                 handle.remove()
             self._handles.clear()
-            for module, training in self._training:
-                module.training = training
-            self._training = []
+            for module in self._was_training:
+                module.training = True
+            self._was_training = []
         finally:
             if self._entered:
                 self._entered = False
@@ -192,7 +193,9 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
 # ---------------------------------------------------------------------------------------------------
 # Discovery: one dry run per model, cached (a structural fact about the model, not a result)
 
-_LAYER_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[LayerInfo, ...]] = weakref.WeakKeyDictionary()
+_LAYER_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[LayerInfo, ...], dict[str, LayerInfo]]] = (
+    weakref.WeakKeyDictionary()
+)
 _LAYER_CACHE_LOCK = threading.Lock()
 
 
@@ -267,24 +270,29 @@ def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
     return tuple(infos)
 
 
+def _layers(model: LoadedModel) -> tuple[tuple[LayerInfo, ...], dict[str, LayerInfo]]:
+    with _LAYER_CACHE_LOCK:
+        cached = _LAYER_CACHE.get(model.module)
+    if cached is None:
+        infos = _dry_run(model)
+        cached = (infos, {info.name: info for info in infos})
+        with _LAYER_CACHE_LOCK:
+            _LAYER_CACHE[model.module] = cached
+    return cached
+
+
 def list_layers(model: LoadedModel) -> list[LayerInfo]:
     """Every module call of one forward pass, in execution order, then the modules that never ran.
 
     Found by one dry run at the model's input size, done once per model and remembered.
     """
-    with _LAYER_CACHE_LOCK:
-        cached = _LAYER_CACHE.get(model.module)
-    if cached is None:
-        cached = _dry_run(model)
-        with _LAYER_CACHE_LOCK:
-            _LAYER_CACHE[model.module] = cached
-    return list(cached)
+    return list(_layers(model)[0])
 
 
 def layer_info(model: LoadedModel, name: str, *, spatial: bool = True) -> LayerInfo:
     """The :class:`LayerInfo` of ``name``; :class:`LayerError` (saying what to do) when it is unknown or,
     with ``spatial=True``, when its output is not a (C, H, W) feature map."""
-    infos = {info.name: info for info in list_layers(model)}
+    infos = _layers(model)[1]
     found = infos.get(name)
     if found is None:
         module_name, call = parse_layer_name(name)
