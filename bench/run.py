@@ -1,0 +1,285 @@
+"""Entry point: ``python -m bench.run [--quick] [--only extraction,rendering,browser,memory,contention]``.
+
+Runs the chosen measurements (all by default), writes ``bench/results/latest.json`` and
+``bench/results/latest.md`` and prints the Markdown. ``--quick`` uses few rounds (a smoke run, not for
+conclusions). See ``bench/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import browser, contention, extraction, memory, rendering
+from .common import machine
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SECTIONS = ("extraction", "rendering", "browser", "memory", "contention")
+PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
+    return {
+        "extraction": lambda: extraction.run(rounds=3 if quick else 30, warmup=1 if quick else 3),
+        "rendering": lambda: rendering.run(rounds=2 if quick else 9),
+        "browser": lambda: browser.run(
+            repeats=2 if quick else 8,
+            variants={"as shipped": {}, "OMP_WAIT_POLICY=PASSIVE (experiment)": PASSIVE},
+            blocks=1 if quick else 2,
+        ),
+        "memory": lambda: memory.run(uploads=10 if quick else 200, every=5),
+        "contention": lambda: contention.run(rounds=1 if quick else 4, children=1 if quick else 2),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1e3:.1f}"
+
+
+def _s(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds:.2f}"
+
+
+def _x(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}×"
+
+
+def _ok(flag: bool | None) -> str:
+    return "–" if flag is None else ("pass" if flag else "**FAIL**")
+
+
+def _kb(n: int | None) -> str:
+    return "–" if n is None else f"{n / 1000:.0f}"
+
+
+def _machine_md(m: dict[str, Any]) -> list[str]:
+    return [
+        f"Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), load average "
+        f"{m['load_average']} at the start, {m.get('load_average_end')} at the end (1, 5, 15 min; above "
+        f"{m['cores']} the CPU was shared with other work and timings are noisy); Python {m['python']}; torch {m['torch']} ({m['torch_threads']} intra-op threads, "
+        f"{m['torch_interop_threads']} inter-op), torchvision {m['torchvision']}, plotly {m['plotly']}, "
+        f"streamlit {m['streamlit']}, numpy {m['numpy']}.",
+        "",
+    ]
+
+
+def _extraction_md(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "### 1 · Extraction overhead (random seeded weights, 224 px, medians of interleaved rounds)",
+        "",
+        f"Target: {r['target']}. bare = `model.preprocess(image)` + forward under `inference_mode`.",
+        "",
+        "| model | layers | forward only ms | preprocess ms | bare ms | extract ms | extract / bare "
+        "| extract − bare ms | fx ms | fx / bare | target |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for m in r["models"]:
+        for label, s in m["sets"].items():
+            delta = s["extract_minus_bare_ms"]
+            lines.append(
+                f"| {m['model']} | {label} ({s['layers']}) | {_ms(m['forward_s'])} | {_ms(m['preprocess_s'])} "
+                f"| {_ms(m['preprocess_forward_s'])} | {_ms(s['extract_s'])} | {_x(s['extract_over_bare'], 3)} "
+                f"| {'–' if delta is None else f'{delta:+.1f}'} | {_ms(s['fx_s'])} | {_x(s['fx_over_bare'], 3)} "
+                f"| {_ok(s['pass'])} |"
+            )
+    rounds = r["models"][0]["rounds"] if r["models"] else 0
+    lines += ["", f"{rounds} rounds per variant; torch threads {r['torch_threads']}.", ""]
+    for m in r["models"]:
+        for label, s in m["sets"].items():
+            if s.get("keep_refs_s") is not None:
+                lines.append(
+                    f"- {m['model']}, {label}: bare {_ms(m['preprocess_forward_s'])} ms → hooks keeping every "
+                    f"output {_ms(s['keep_refs_s'])} ms → + copies of the outputs that in-place ReLUs "
+                    f"overwrite {_ms(s['keep_refs_and_clone_s'])} ms → extract {_ms(s['extract_s'])} ms "
+                    f"({_x(s['extract_over_keep_and_clone'], 3)} the hooks alone)."
+                )
+    lines.append("")
+    return lines
+
+
+def _rendering_md(r: dict[str, Any]) -> list[str]:
+    lines = [
+        f"### 2 · Rendering a page of ≤ {r['page']} channels (medians)",
+        "",
+        "Build = figure construction incl. the layer's colour range; JSON = `plotly.io.to_json` (what "
+        "Streamlit sends). Payload in kB (1000 bytes): raw = with Plotly's `\\u002f` escapes undone, "
+        "escaped = as sent. Floor = base64 of 4 bytes per shown value + base64 of one index per channel.",
+        "",
+        "| maps | mosaic build ms | subplots build ms | mosaic / subplots (≤ 0.10) | matplotlib PNG ms (kB) "
+        "| mosaic JSON ms | subplots JSON ms | mosaic kB raw / escaped | subplots kB raw / escaped | floor kB "
+        "| mosaic raw / floor | escaped / floor | payload ≤ 1.1× floor (raw / escaped) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in r["shapes"]:
+        v, t = s["variants"], s["targets"]
+        mos, sub, mpl = v["mosaic"], v["subplots"], v.get("matplotlib_png")
+        shape = "×".join(str(x) for x in s["shape"])
+        shape += f" (page of {s['shown_channels']})" if s["shown_channels"] < s["shape"][0] else ""
+        mpl_cell = f"{_ms(mpl['build_s'])} ({_kb(mpl['png_bytes'])})" if mpl else "–"
+        lines.append(
+            f"| {shape} | {_ms(mos['build_s'])} | {_ms(sub['build_s'])} | {_x(t['build_over_subplots'], 3)} "
+            f"{_ok(t['build_pass'])} | {mpl_cell} | {_ms(mos['to_json_s'])} | {_ms(sub['to_json_s'])} "
+            f"| {_kb(mos['payload_raw_bytes'])} / {_kb(mos['payload_escaped_bytes'])} "
+            f"| {_kb(sub['payload_raw_bytes'])} / {_kb(sub['payload_escaped_bytes'])} "
+            f"| {_kb(s['floor_bytes']['floor'])} | {_x(t['payload_raw_over_floor'])} "
+            f"| {_x(t['payload_escaped_over_floor'])} | {_ok(t['payload_raw_pass'])} / "
+            f"{_ok(t['payload_escaped_pass'])} |"
+        )
+    b = r.get("mosaic_breakdown_first_shape") or {}
+    if b:
+        shape = "×".join(str(x) for x in r["shapes"][0]["shape"])
+        parts = ", ".join(f"{k} {_kb(n)} kB" for k, n in b.items())
+        lines += ["", f"Mosaic JSON of {shape}, unescaped: {parts}."]
+    lines.append("")
+    return lines
+
+
+def _browser_md(r: dict[str, Any]) -> list[str]:
+    lines = ["### 3 · In Chromium against the running app (resnet18, medians)", ""]
+    if "skipped" in r:
+        return lines + [f"Skipped: {r['skipped']}.", ""]
+    lines += [
+        "visible = the mosaic's heatmap bitmap changed; idle = Streamlit's running indicator gone. "
+        f"{r['repeats']} repetitions per interaction and variant, in {r['blocks']} alternating blocks "
+        "(fresh server each).",
+        "",
+        "| server | interaction | visible s (p25–p75) | idle s | target | pass |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    names = {"upload_first_map": "upload → first map", "layer_change": "layer change (new forward pass)",
+             "colormap_change": "colormap change (cache hit)"}
+    for variant, data in r["variants"].items():
+        for key, label in names.items():
+            d = data[key]
+            vis = d["visible"]
+            lines.append(
+                f"| {variant} | {label} | {_s(vis['median'])} ({_s(vis['p25'])}–{_s(vis['p75'])}) "
+                f"| {_s(d['idle']['median'])} | ≤ {d['target_s']:.0f} s | {_ok(d['pass'])} |"
+            )
+    lines.append("")
+    return lines
+
+
+def _memory_md(r: dict[str, Any]) -> list[str]:
+    lines = ["### 4 · Server memory over distinct uploads (resnet18)", ""]
+    if "skipped" in r:
+        return lines + [f"Skipped: {r['skipped']}.", ""]
+    last = r["curve"][-1]["uploads"]
+    shown = [p for p in r["curve"] if p["uploads"] <= 50 or p["uploads"] % 25 == 0 or p["uploads"] == last]
+    head = "| uploads | " + " | ".join(str(p["uploads"]) for p in shown) + " |"
+    sep = "|---|" + "---:|" * len(shown)
+    rss = "| RSS MB | " + " | ".join(f"{p['rss_mb']:.0f}" for p in shown) + " |"
+    anon = "| of which anonymous MB | " + " | ".join(
+        "–" if p.get("anon_mb") is None else f"{p['anon_mb']:.0f}" for p in shown
+    ) + " |"
+    a = r["analysis"]
+    bounds = ", ".join(f"{k}={v}" for k, v in r["cache_bounds"].items())
+    verdict = {True: "plateaus", False: "**does not plateau**", None: "no verdict"}[a["plateau"]]
+    lines += [head, sep, rss, anon, ""]
+    detail = (
+        f"slope {a['slope_mb_per_upload']} MB/upload over the {a['uploads_fitted']} uploads after the caches "
+        f"are full (limit {a['slope_limit_mb_per_upload']}), range {a['range_after_full_mb'][0]}–"
+        f"{a['range_after_full_mb'][1]} MB there"
+        if a["plateau"] is not None
+        else a["note"]
+    )
+    lines.append(
+        f"Cache bounds: {bounds}. RSS {verdict}: +{a['growth_until_full_mb']} MB until the caches are full "
+        f"(upload {a['caches_full_after_upload']}), then {detail}; peak {r['peak_mb']} MB. "
+        f"Source: {r['rss_source']}."
+    )
+    an = r.get("analysis_anon")
+    if an and an["plateau"] is not None:
+        lines.append(f"Anonymous memory: slope {an['slope_mb_per_upload']} MB/upload after the caches are full.")
+    lines.append("")
+    return lines
+
+
+def _contention_md(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "### 5 · Extraction with one core busy (resnet18, default layer; medians)",
+        "",
+        f"torch threads {r['torch_threads']}; {r['samples_per_cell']} samples per cell, fresh process per "
+        "policy, alternating.",
+        "",
+        "| OMP_WAIT_POLICY | idle ms | one core busy ms | busy / idle |",
+        "|---|---:|---:|---:|",
+    ]
+    for policy, d in r["policies"].items():
+        lines.append(f"| {policy} | {_ms(d['idle_s'])} | {_ms(d['busy_s'])} | {_x(d['busy_over_idle'])} |")
+    lines.append("")
+    return lines
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"## featviz benchmarks — {report['date']}{' (quick)' if report['quick'] else ''}", ""]
+    lines += _machine_md(report["machine"])
+    writers = {
+        "extraction": _extraction_md, "rendering": _rendering_md, "browser": _browser_md,
+        "memory": _memory_md, "contention": _contention_md,
+    }
+    for name in SECTIONS:
+        if name in report["results"]:
+            result = report["results"][name]
+            if "error" in result:
+                lines += [f"### {name}", "", f"Failed: `{result['error']}`", ""]
+            else:
+                lines += writers[name](result)
+    lines.append(f"Total time {report['seconds']:.0f} s. Command: `{report['command']}`.")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run, not for conclusions")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--out", default=str(RESULTS), help="folder for latest.json and latest.md")
+    args = parser.parse_args(argv)
+    chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SECTIONS)
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    runners = _runners(args.quick)
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": args.quick,
+        "command": "python -m bench.run" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
+        "machine": machine(),
+        "results": {},
+    }
+    for name in chosen:
+        t0 = time.perf_counter()
+        print(f"[bench] {name}...", file=sys.stderr, flush=True)
+        try:
+            report["results"][name] = runners[name]()
+        except Exception as exc:  # one failing section must not lose the others
+            report["results"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"[bench] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    report["seconds"] = time.perf_counter() - started
+    report["machine"]["load_average_end"] = machine()["load_average"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(report)
+    (out / "latest.json").write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+    (out / "latest.md").write_text(text, encoding="utf-8")
+    print(text)
+    failed = [n for n, r in report["results"].items() if "error" in r]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
