@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -94,6 +95,7 @@ _ZW = ("\u200b", "\u200c", "\u200d")  # zero-width space, non-joiner, joiner
 _ZW_GAP = "\u2060"  # word joiner: prefix of the labels of gap rows/columns
 _MAX_UINT = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535, np.dtype(np.uint32): 2**32 - 1}
 _UIREVISION = "featviz"
+_PLACEHOLDER = re.compile(r"#0000[0-4][0-9]", re.IGNORECASE)  # Streamlit's theme placeholders
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -105,8 +107,26 @@ def _colorscale(name: str | Sequence[Any] | None, diverging: bool = False) -> st
     if name is None:
         return DIVERGING if diverging else "Viridis"
     if isinstance(name, str):
-        return COLORSCALES.get(name, DIVERGING_COLORSCALES.get(name, name))
+        return _no_streamlit_placeholders(COLORSCALES.get(name, DIVERGING_COLORSCALES.get(name, name)))
     return name
+
+
+def _no_streamlit_placeholders(name: str) -> str | list[list[Any]]:
+    """``name``, or its stops with colours #000001–#000040 written as rgb().
+
+    Streamlit's chart theme replaces those hex strings anywhere in a figure with its own colours (they are
+    its placeholders), so Inferno and Magma, which start at #000004, showed their lowest values in pink.
+    """
+    try:
+        stops = pcolors.get_colorscale(name)
+    except Exception:  # not a Plotly name: let Plotly report it
+        return name
+    if not any(_PLACEHOLDER.fullmatch(colour) for _, colour in stops):
+        return name
+    return [
+        [position, "rgb({},{},{})".format(*pcolors.hex_to_rgb(colour)) if _PLACEHOLDER.fullmatch(colour) else colour]
+        for position, colour in stops
+    ]
 
 
 def _faded(colorscale: str | Sequence[Any], diverging: bool) -> list[list[Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import streamlit as st
 
@@ -17,6 +18,7 @@ from . import sidebar
 from .state import apply_requests, keep_page_state
 
 _local = threading.local()
+ICON = str(Path(__file__).with_name("icon.png"))  # bundled: no icon font fetched from the internet
 
 PAGES = (
     ("pages/feature_maps.py", "Feature maps", ":material/grid_view:"),
@@ -32,7 +34,7 @@ def run_app() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     st.set_page_config(
         page_title="featviz — see inside a CNN",
-        page_icon=":material/grid_view:",
+        page_icon=ICON,
         layout="wide",
         initial_sidebar_state="expanded",
         menu_items={"About": "featviz shows every channel of a convolutional network's layers for your image."},

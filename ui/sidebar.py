@@ -376,7 +376,7 @@ def render() -> Selection:
             st.error(str(exc))
             st.caption("Showing the first sample instead.")
             state["_last_upload"] = None
-            sample = default_sample(for_demo=False)
+            sample = default_sample(for_demo=state.get("model_kind") == KINDS[2])
             data, name, source = sample_bytes(sample), f"{sample}.png", "sample"
             digest = image_digest(data)
             image = cache.decoded_image(digest, data, name)
