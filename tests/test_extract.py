@@ -122,3 +122,11 @@ def test_eight_threads_share_one_model_without_cross_talk(resnet18, make_image) 
                 np.testing.assert_array_equal(got.activations[name], expected[i].activations[name])
             np.testing.assert_array_equal(got.probabilities, expected[i].probabilities)
     assert hook_count(resnet18.module) == 0
+
+
+@pytest.mark.parametrize("size", [(6000, 40), (1, 1), (3, 2000), (4000, 3000)])
+def test_any_image_size_gives_the_models_input_size(resnet18, make_image, size) -> None:
+    """Activations never grow with the picture: preprocessing resizes every image to the model's input."""
+    result = extract(resnet18, make_image(3, size=size), ["conv1"])
+    assert result.input_shape == (1, 3, 224, 224)
+    assert result.activations["conv1"].shape == (64, 112, 112)
