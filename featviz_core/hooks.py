@@ -100,13 +100,11 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
         *,
         clone: bool | Collection[str] = True,
         lock: threading.RLock | threading.Lock | None = None,
-        keep_grad: bool = False,
     ) -> None:
         self.module = module
         self.layers = list(dict.fromkeys(layers))
         self._clone = clone
         self._lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
-        self._keep_grad = keep_grad
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._was_training: list[nn.Module] = []
         self._entered = False
@@ -130,7 +128,7 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
             name = calls.get(count)
             if name is None or not isinstance(output, torch.Tensor):
                 return
-            kept = output if self._keep_grad else output.detach()
+            kept = output.detach()
             if self._should_clone(name):
                 kept = kept.clone()
             self.outputs[name] = kept
