@@ -8,8 +8,10 @@ and the bundled offline demo model (see :mod:`featviz_core.demo`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import urllib.error
@@ -39,6 +41,8 @@ __all__ = [
     "weights_are_cached",
     "view_transform",
 ]
+
+_log = logging.getLogger("featviz")
 
 ProgressCallback = Callable[[int, int | None], None]
 """Called as ``progress(bytes_done, bytes_total_or_None)`` while weights download."""
@@ -226,13 +230,29 @@ def download_weights(name: str, weights: str = "DEFAULT", progress: ProgressCall
     except ModelLoadError:
         raise
     except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
+        _log.warning("download of %s failed: %r", w.url, exc)
         raise ModelLoadError(
-            f"Could not download the pretrained weights of {name} ({reason}). "
+            f"Could not download the pretrained weights of {name}: {_why(exc)}. "
             "Check the internet connection, or use the offline demo model, or upload your own "
             f"checkpoint; an administrator can also place the file at {path}."
         ) from None
     return path
+
+
+def _why(exc: BaseException) -> str:
+    """A download failure in plain words (the technical detail goes to the log)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"the server answered {exc.code} {exc.reason}"
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, socket.gaierror):
+        return "this computer could not reach the internet"
+    if isinstance(reason, TimeoutError | socket.timeout):
+        return "the download took too long"
+    if isinstance(reason, ConnectionError):
+        return "the connection was refused or interrupted"
+    if isinstance(exc, OSError) and not isinstance(exc, urllib.error.URLError):
+        return "the file could not be saved in the torch cache"
+    return "the network is not available"
 
 
 def _input_size(transforms: Any) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import urllib.error
 
 import numpy as np
@@ -137,3 +138,18 @@ def test_random_weights_are_seeded_and_labelled() -> None:
     b = load_torchvision("resnet18", weights=None)
     assert torch.equal(a.module.conv1.weight, b.module.conv1.weight)
     assert a.key == "torchvision:resnet18:random" and "random" in a.provenance and a.weights is None
+
+
+@pytest.mark.parametrize(("error", "words"), [
+    (urllib.error.URLError(socket.gaierror(-2, "Name or service not known")), "could not reach"),
+    (urllib.error.URLError(TimeoutError("timed out")), "took too long"),
+    (urllib.error.HTTPError("https://x", 503, "Service Unavailable", {}, None), "503"),
+])
+def test_download_failures_are_told_in_plain_words(torch_home, monkeypatch, error, words) -> None:
+    def fail(url: str, timeout: float):
+        raise error
+
+    monkeypatch.setattr(models_module, "_open_url", fail)
+    with pytest.raises(ModelLoadError) as raised:
+        load_torchvision("resnet18")
+    assert words in str(raised.value) and "Errno" not in str(raised.value)

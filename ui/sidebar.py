@@ -183,8 +183,10 @@ def _download_with_progress(arch: str) -> None:
             last[0] = now
             bar.progress(min(done / total, 1.0), text=f"Downloading {arch}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
 
-    download_weights(arch, progress=progress)
-    bar.empty()
+    try:
+        download_weights(arch, progress=progress)
+    finally:
+        bar.empty()
 
 
 def _torchvision_section() -> LoadedModel | None:
