@@ -33,10 +33,6 @@ in the image one learned pattern was found. **Bright** means the pattern is stro
 """
 
 
-def _ordered(channel_stats: stats.ChannelStats, order: str) -> np.ndarray:
-    return stats.order_channels(channel_stats, order)  # type: ignore[arg-type]
-
-
 def _controls(n_channels: int) -> tuple[str, str, str, int]:
     state = st.session_state
     if state.get("order") not in ORDERS:
@@ -114,7 +110,7 @@ def grid_and_detail(selection: Selection) -> None:
         channel_stats = stats.channel_stats(maps)
         n = maps.shape[0]
         order, scale, cmap, page = _controls(n)
-        ordered = _ordered(channel_stats, order)
+        ordered = stats.order_channels(channel_stats, order)  # type: ignore[arg-type]
         shown = page_slice(ordered, page)
         zrange = figures.layer_range(maps)
         fig = figures.mosaic_figure(maps, shown, scale=scale, colorscale=cmap, zrange=zrange)
