@@ -35,7 +35,7 @@ from PIL import Image
 from torch import nn
 
 from .errors import FeatvizError, LayerError
-from .hooks import ActivationRecorder, LayerInfo, layer_info, list_layers, parse_layer_name
+from .hooks import ActivationRecorder, LayerInfo, as_chw, layer_info, list_layers, parse_layer_name
 from .models import LoadedModel
 
 __all__ = ["CamError", "CamResult", "default_cam_layer", "gradcam", "upsample"]
@@ -167,7 +167,7 @@ def gradcam(
     one vector of class logits, or a class index out of range, raises :class:`CamError`. The model is left
     exactly as it was: no hook, no ``.grad``, same ``requires_grad`` and ``training`` flags, lock released.
     """
-    layer_info(model, layer, spatial=True)
+    info = layer_info(model, layer, spatial=True)
     # ``inference_mode(False)``: this also works when the caller is inside ``torch.inference_mode()``.
     with torch.inference_mode(False), torch.no_grad():
         tensor = model.preprocess(image).detach()
@@ -203,8 +203,8 @@ def gradcam(
         score_value = float(score.detach())
         # The same softmax as extract(), so both pages show the same probabilities.
         probabilities = torch.softmax(logits.detach().to(torch.float32), dim=1)[0].numpy()
-        a = activation.detach()[0].to(torch.float64)
-        alphas = grad.detach()[0].to(torch.float64).mean(dim=(1, 2))
+        a = as_chw(activation.detach(), info)[0].to(torch.float64)
+        alphas = as_chw(grad.detach(), info)[0].to(torch.float64).mean(dim=(1, 2))
         cam = torch.relu(torch.einsum("k,khw->hw", alphas, a)).numpy()
         activations_mean = a.mean(dim=0).numpy()
         del output, logits, score, grad, activation, tap

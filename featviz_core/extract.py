@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from .errors import LayerError
-from .hooks import ActivationRecorder, layer_info
+from .hooks import ActivationRecorder, as_chw, layer_info
 from .models import LoadedModel
 
 __all__ = ["Extraction", "extract", "probabilities_from_output"]
@@ -63,6 +63,8 @@ def probabilities_from_output(output: object) -> np.ndarray | None:
 
 def _as_array(tensor: torch.Tensor) -> np.ndarray:
     array = tensor[0].to(torch.float32).numpy()
+    if not array.flags.c_contiguous:  # a channels-last layer, permuted to (C, H, W)
+        array = np.ascontiguousarray(array)
     array.flags.writeable = False
     return array
 
@@ -92,7 +94,7 @@ def extract(model: LoadedModel, image: Image.Image, layers: Sequence[str]) -> Ex
             f"Layer '{missing[0]}' did not run for this image; choose another from list_layers(model)."
         )
     return Extraction(
-        activations={name: _as_array(recorded[name]) for name in names},
+        activations={name: _as_array(as_chw(recorded[name], info)) for name, info in zip(names, infos, strict=True)},
         probabilities=probabilities_from_output(output),
         categories=model.categories,
         model_key=model.key,

@@ -25,6 +25,7 @@ from .models import LoadedModel
 __all__ = [
     "ActivationRecorder",
     "LayerInfo",
+    "as_chw",
     "list_layers",
     "layer_info",
     "parse_layer_name",
@@ -44,14 +45,21 @@ def _call_name(module_name: str, call: int) -> str:
     return module_name if call == 1 else f"{module_name}#{call}"
 
 
+def as_chw(tensor: torch.Tensor, info: LayerInfo) -> torch.Tensor:
+    """A recorded 4-D output of layer ``info`` as (N, C, H, W) (a view: channels-last outputs permuted)."""
+    return tensor.permute(0, 3, 1, 2) if info.channels_last else tensor
+
+
 @dataclass(frozen=True)
 class LayerInfo:
     """One module call of a forward pass.
 
     ``shape`` is the output shape without the batch dimension (None when the output is not a tensor or
-    the module did not run). ``spatial`` is True for (N, C, H, W) outputs: those are the feature maps
-    featviz can draw. ``overwritten`` is True when a later in-place operation changes this output during
-    the same forward pass (so it must be copied when recorded).
+    the module did not run); for a feature map it is always (C, H, W). ``spatial`` is True for 4-D
+    outputs: those are the feature maps featviz can draw. ``channels_last`` is True when the module gives
+    them as (N, H, W, C) (ConvNeXt's and Swin's LayerNorm and MLP layers, NHWC graphs): :func:`as_chw`
+    turns a recorded output into (N, C, H, W). ``overwritten`` is True when a later in-place operation
+    changes this output during the same forward pass (so it must be copied when recorded).
     """
 
     name: str
@@ -65,6 +73,7 @@ class LayerInfo:
     is_leaf: bool
     spatial: bool
     overwritten: bool
+    channels_last: bool = False
 
     @property
     def channels(self) -> int | None:
@@ -197,18 +206,26 @@ _LAYER_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[LayerInfo, ...], 
 _LAYER_CACHE_LOCK = threading.Lock()
 
 
-def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
+@dataclass
+class _Trace:
+    """What one dry run saw: the order of module calls, call counts, and each call's output."""
+
+    order: list[tuple[str, int]]
+    calls: dict[str, int]
+    records: dict[tuple[str, int], tuple[Any, int | None]]  # (output, its version when returned)
+
+
+def _trace(model: LoadedModel, size: tuple[int, int]) -> _Trace:
+    """One forward pass of zeros at ``size`` with a pre- and post-hook on every submodule."""
     module = model.module
     named = [(n, m) for n, m in module.named_modules() if n]
-    order: list[tuple[str, int]] = []
-    pre_counts: dict[str, int] = {}
-    records: dict[tuple[str, int], tuple[Any, int | None]] = {}
+    trace = _Trace(order=[], calls={}, records={})
     post_counts: dict[str, int] = {}
 
     def make_pre(name: str) -> Any:
         def pre(_m: nn.Module, _inputs: Any) -> None:
-            pre_counts[name] = pre_counts.get(name, 0) + 1
-            order.append((name, pre_counts[name]))
+            trace.calls[name] = trace.calls.get(name, 0) + 1
+            trace.order.append((name, trace.calls[name]))
 
         return pre
 
@@ -216,12 +233,11 @@ def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
         def post(_m: nn.Module, _inputs: Any, output: Any) -> None:
             post_counts[name] = post_counts.get(name, 0) + 1
             version = output._version if isinstance(output, torch.Tensor) else None
-            records[(name, post_counts[name])] = (output, version)
+            trace.records[(name, post_counts[name])] = (output, version)
 
         return post
 
-    h, w = model.input_size
-    dummy = torch.zeros(1, model.input_channels, h, w)
+    dummy = torch.zeros(1, model.input_channels, *size)
     with ActivationRecorder(module, [], lock=model.lock):
         handles = []
         try:
@@ -233,16 +249,71 @@ def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
         finally:
             for handle in handles:
                 handle.remove()
+    return trace
 
+
+def _fits_aspect(h: int, w: int, size: tuple[int, int]) -> bool:
+    """Could an (h, w) map be the input of ``size`` = (H, W) seen at some stride (within rounding)?"""
+    height, width = size
+    return abs(h * width - w * height) <= max(height, width) * max(1, min(h, w)) // 4 + max(h, w) // 4 + 1
+
+
+def _layout_guess(shape: tuple[int, ...], size: tuple[int, int]) -> bool | None:
+    """True: (H, W, C); False: (C, H, W); None: the shape alone cannot tell (e.g. 56×56×56)."""
+    a, b, c = shape
+    chw, hwc = _fits_aspect(b, c, size), _fits_aspect(a, b, size)
+    if chw and not hwc:
+        return False
+    if hwc and not chw:
+        return True
+    return None
+
+
+def _layouts(model: LoadedModel, first: _Trace) -> dict[tuple[str, int], bool]:
+    """Which 4-D outputs are channels-last. Decided from the shape and the input's aspect ratio; where
+    that cannot tell, from a second dry run at another input size (the dimensions that change with it are
+    the spatial ones). Models that only take one size are read as (C, H, W), PyTorch's convention."""
+    size = model.input_size
+    layouts: dict[tuple[str, int], bool] = {}
+    unsure = []
+    for key, (output, _version) in first.records.items():
+        if isinstance(output, torch.Tensor) and output.ndim == 4:
+            guess = _layout_guess(tuple(int(s) for s in output.shape[1:]), size)
+            layouts[key] = bool(guess)
+            if guess is None:
+                unsure.append(key)
+    if not unsure:
+        return layouts
+    try:
+        second = _trace(model, (size[0] + 32, size[1] + 32))
+    except Exception:  # noqa: BLE001 - a fixed-size model: keep the (C, H, W) reading
+        return layouts
+    for key in unsure:
+        output = second.records.get(key, (None, None))[0]
+        before = first.records[key][0]
+        if isinstance(output, torch.Tensor) and output.ndim == 4:
+            changed = [int(x) != int(y) for x, y in zip(before.shape[1:], output.shape[1:], strict=True)]
+            layouts[key] = changed == [True, True, False]
+    return layouts
+
+
+def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
+    module = model.module
+    named = [(n, m) for n, m in module.named_modules() if n]
+    trace = _trace(model, model.input_size)
+    layouts = _layouts(model, trace)
     infos: list[LayerInfo] = []
     seen: set[tuple[str, int]] = set()
     modules = dict(named)
 
     def info(name: str, call: int) -> LayerInfo:
         m = modules[name]
-        output, version = records.get((name, call), (None, None))
+        output, version = trace.records.get((name, call), (None, None))
         is_tensor = isinstance(output, torch.Tensor)
         shape = tuple(int(s) for s in output.shape[1:]) if is_tensor else None
+        channels_last = layouts.get((name, call), False)
+        if shape is not None and channels_last:
+            shape = (shape[2], shape[0], shape[1])
         overwritten = bool(is_tensor and version is not None and output._version != version)
         return LayerInfo(
             name=_call_name(name, call),
@@ -250,20 +321,21 @@ def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
             type=type(m).__name__,
             shape=shape,
             call=call,
-            calls=pre_counts.get(name, 0),
+            calls=trace.calls.get(name, 0),
             params=sum(p.numel() for p in m.parameters()),
             depth=name.count(".") + 1,
             is_leaf=next(m.children(), None) is None,
             spatial=bool(is_tensor and output.ndim == 4),
             overwritten=overwritten,
+            channels_last=channels_last,
         )
 
-    for key in order:
+    for key in trace.order:
         if key not in seen:
             seen.add(key)
             infos.append(info(*key))
     for name, _m in named:  # modules that never ran (e.g. auxiliary heads in eval mode)
-        if name not in pre_counts:
+        if name not in trace.calls:
             infos.append(info(name, 1))
     return tuple(infos)
 

@@ -8,6 +8,7 @@ and the bundled offline demo model (see :mod:`featviz_core.demo`).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -73,6 +74,15 @@ class LoadedModel:
     provenance: str
     weights: str | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    supports_gradients: bool = True
+    """False when the model runs outside autograd (an ONNX graph read by onnxruntime): methods that need
+    gradients (Grad-CAM, feature visualization) refuse it with a sentence saying why."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where the module's weights live (its first parameter or buffer; CPU for a weightless module)."""
+        first = next(itertools.chain(self.module.parameters(), self.module.buffers()), None)
+        return first.device if first is not None else torch.device("cpu")
 
     def prepare_image(self, image: Image.Image) -> Image.Image:
         """The image in the colour mode the model takes (``"L"`` for 1-channel models, else ``"RGB"``)."""

@@ -145,3 +145,50 @@ def test_layer_errors_say_what_to_do(resnet18, name, needle) -> None:
         layer_info(resnet18, name)
     assert needle in str(error.value)
     assert "list_layers" in str(error.value)
+
+
+class _ChannelsLast(torch.nn.Module):
+    """Conv -> (N, H, W, C) LayerNorm -> back, the way ConvNeXt and Swin blocks are written."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, channels, 3, padding=1)
+        self.norm = torch.nn.LayerNorm(channels)
+        self.head = torch.nn.Linear(channels, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(self.conv(x).permute(0, 2, 3, 1))
+        return self.head(y.mean(dim=(1, 2)))
+
+
+@pytest.mark.parametrize("channels", [8, 16])  # 16 = the input's side: the shape alone cannot tell
+def test_channels_last_outputs_are_read_as_channels(channels, make_image) -> None:
+    from torchvision import transforms as T
+
+    from featviz_core.models import LoadedModel, view_transform
+
+    torch.manual_seed(0)
+    net = _ChannelsLast(channels).eval()
+    model = LoadedModel(
+        module=net, name="nhwc", key=f"test:nhwc:{channels}", categories=None, input_channels=3,
+        input_size=(16, 16), transform=T.Compose([T.Resize(16), T.CenterCrop(16), T.ToTensor()]),
+        view=view_transform(16, 16), source="test", provenance="channels-last test network",
+    )
+    info = layer_info(model, "norm")
+    assert info.channels_last and info.shape == (channels, 16, 16)
+    assert not layer_info(model, "conv").channels_last
+    picture = make_image(3)
+    maps = extract(model, picture, ["norm"]).activations["norm"]
+    expected = reference_calls(net, "norm", model.preprocess(picture))[0]  # (H, W, C)
+    np.testing.assert_array_equal(maps, np.transpose(expected, (2, 0, 1)))
+    assert maps.flags.c_contiguous and not maps.flags.writeable
+
+
+def test_convnext_block_internals_have_their_channels_first() -> None:
+    from featviz_core import load_torchvision
+
+    model = load_torchvision("convnext_tiny", weights=None)
+    layers = {info.name: info for info in list_layers(model)}
+    assert layers["features.1.0.block.2"].shape == (96, 56, 56)  # LayerNorm on (N, H, W, C)
+    assert layers["features.1.0.block.3"].shape == (384, 56, 56)  # the MLP's first Linear
+    assert layers["features.1.0.block.0"].shape == (96, 56, 56) and not layers["features.1.0.block.0"].channels_last
