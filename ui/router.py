@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from . import sidebar
+from . import jobs, sidebar
 from .state import apply_requests, keep_page_state
 
 _local = threading.local()
@@ -44,6 +44,7 @@ def run_app() -> None:
         for index, (path, title, icon) in enumerate(PAGES)
     ]
     page = st.navigation(pages, position="sidebar")
+    jobs.leave_page(jobs.session_id(), page.url_path)  # long jobs stop when their page is left
     keep_page_state()
     apply_requests()
     sidebar.render_safely()
