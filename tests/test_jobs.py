@@ -51,6 +51,7 @@ def test_a_job_stops_when_asked_when_left_or_when_abandoned(how, monkeypatch) ->
     gate.set()
     assert job.wait(30)
     assert job.state == "stopped" and len(log) <= 1
+    monkeypatch.setattr(jobs, "ABANDON_AFTER", 30.0)
     fresh = jobs.start(job.key, _gated(1, gate, []), label=how, owner="s2", page="explore")
     assert fresh is not job, "a stopped job starts afresh when asked again"
     assert fresh.wait(30) and fresh.state == "done"
