@@ -23,6 +23,7 @@ from .models import (
     weights_are_cached,
 )
 from .samples import Sample, list_samples, sample_bytes
+from .visualize import OBJECTIVES, Visualization, VisualizeError, visualize
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -36,7 +37,10 @@ __all__ = [
     "LayerInfo",
     "LoadedModel",
     "ModelLoadError",
+    "OBJECTIVES",
     "Sample",
+    "Visualization",
+    "VisualizeError",
     "architecture_info",
     "classification_models",
     "default_cam_layer",
@@ -55,5 +59,6 @@ __all__ = [
     "parse_class_names",
     "sample_bytes",
     "spatial_layers",
+    "visualize",
     "weights_are_cached",
 ]
