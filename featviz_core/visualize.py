@@ -29,14 +29,16 @@ How it runs, and why:
 
 from __future__ import annotations
 
+import io
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from .errors import FeatvizError, LayerError
@@ -44,7 +46,18 @@ from .hooks import ActivationRecorder, LayerInfo, as_chw, layer_info
 from .models import LoadedModel
 from .param import FourierImage, InputMap, Robustness, apply_grid, input_map, robustness_grid, to_uint8
 
-__all__ = ["OBJECTIVES", "Objective", "Visualization", "VisualizeError", "visualize"]
+__all__ = [
+    "OBJECTIVES",
+    "GalleryPreview",
+    "Objective",
+    "Visualization",
+    "VisualizeError",
+    "check_model",
+    "montage",
+    "settings_key",
+    "visualize",
+    "visualize_channels",
+]
 
 Objective = Literal["channel", "neuron", "negative", "diversity"]
 OBJECTIVES: tuple[str, ...] = ("channel", "neuron", "negative", "diversity")
@@ -91,11 +104,53 @@ class Visualization:
         return settings_key(self.model_key, self.layer, self.channel, self.objective, self.size, self.steps,
                             self.seed, self.batch)
 
+    def montage(self, gap: int = 4) -> Image.Image:
+        """The pictures side by side, ``gap`` white pixels apart, as one PIL image."""
+        return montage(list(self.images), gap=gap)
+
+    def png(self) -> bytes:
+        """The pictures as one PNG file (side by side when there are several)."""
+        buffer = io.BytesIO()
+        self.montage().save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def montage(images: Sequence[np.ndarray], gap: int = 4, columns: int | None = None) -> Image.Image:
+    """uint8 pictures (H, W, 3) or (H, W) of one size in a grid (one row unless ``columns``), white gaps."""
+    if not images:
+        raise VisualizeError("There are no pictures to put together yet.")
+    height, width = images[0].shape[:2]
+    grey = images[0].ndim == 2
+    columns = min(columns or len(images), len(images))
+    rows = -(-len(images) // columns)
+    sheet = Image.new("L" if grey else "RGB", (columns * width + (columns - 1) * gap,
+                                               rows * height + (rows - 1) * gap), 255 if grey else (255,) * 3)
+    for index, picture in enumerate(images):
+        row, column = divmod(index, columns)
+        sheet.paste(Image.fromarray(np.ascontiguousarray(picture)), (column * (width + gap), row * (height + gap)))
+    return sheet
+
 
 def settings_key(model_key: str, layer: str, channel: int, objective: str, size: int, steps: int, seed: int,
                  batch: int = 1) -> str:
     """One string for the inputs of :func:`visualize` (cache and job keys)."""
+    if objective == "diversity" and batch == 1:
+        batch = DIVERSITY_BATCH
     return f"visualize|{model_key}|{layer}|{channel}|{objective}|{size}|{steps}|{seed}|{batch}"
+
+
+def check_model(model: LoadedModel) -> None:
+    """Raise :class:`VisualizeError` (one sentence) when no picture can be optimized for ``model``."""
+    if not model.supports_gradients:
+        raise VisualizeError(
+            f"{model.name} runs outside PyTorch's autograd, so no picture can be optimized for it; load the "
+            "same model from a PyTorch checkpoint to use this page."
+        )
+    if model.input_channels not in (1, 3):
+        raise VisualizeError(
+            f"{model.name} takes pictures with {model.input_channels} channels; feature visualization works "
+            "for colour (3-channel) and grey (1-channel) models."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -234,11 +289,7 @@ def _whole(value: Any, what: str, low: int, high: int) -> int:
 def _check(
     model: LoadedModel, layer: str, channel: Any, objective: str, size: Any, steps: Any, seed: Any, batch: Any
 ) -> tuple[LayerInfo, int, int, int, int, int]:
-    if not model.supports_gradients:
-        raise VisualizeError(
-            f"{model.name} runs outside PyTorch's autograd, so no picture can be optimized for it; load the "
-            "same model from a PyTorch checkpoint to use this page."
-        )
+    check_model(model)
     if objective not in OBJECTIVES:
         raise VisualizeError(f"The objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}.")
     info = layer_info(model, layer, spatial=True)
@@ -252,11 +303,6 @@ def _check(
     batch = _whole(batch, "batch", 1, 32)
     if objective == "diversity" and batch == 1:
         batch = DIVERSITY_BATCH
-    if model.input_channels not in (1, 3):
-        raise VisualizeError(
-            f"{model.name} takes pictures with {model.input_channels} channels; feature visualization works "
-            "for colour (3-channel) and grey (1-channel) models."
-        )
     return info, channel, size, steps, seed, batch
 
 
@@ -355,3 +401,45 @@ def visualize(
         seed=seed,
         batch=batch,
     )
+
+
+@dataclass(frozen=True)
+class GalleryPreview:
+    """What :func:`visualize_channels` has so far: the finished results, and the channel being optimized
+    with its current pictures."""
+
+    finished: tuple[Visualization, ...]
+    channel: int | None
+    images: np.ndarray | None
+
+
+def visualize_channels(
+    model: LoadedModel,
+    layer: str,
+    channels: Sequence[int],
+    *,
+    size: int = 128,
+    steps: int = 256,
+    seed: int = 0,
+    progress: Progress | None = None,
+    known: Mapping[int, Visualization] | None = None,
+) -> list[Visualization]:
+    """:func:`visualize` (objective ``"channel"``) for several channels, one after another, with one
+    ``progress(done, total, preview)`` over all of them (steps done in total; ``preview`` a
+    :class:`GalleryPreview`, so each picture can be shown as soon as it is done). Results in ``known``
+    (by channel, same settings) are used as they are instead of being computed again."""
+    channels = [int(c) for c in channels]
+    total = steps * len(channels)
+    finished: list[Visualization] = []
+    for index, channel in enumerate(channels):
+        ready = (known or {}).get(channel)
+        if ready is None:
+            def inner(step: int, _steps: int, images: Any, index: int = index, channel: int = channel) -> None:
+                if progress is not None:
+                    progress(index * steps + step, total, GalleryPreview(tuple(finished), channel, images))
+
+            ready = visualize(model, layer, channel, size=size, steps=steps, seed=seed, progress=inner)
+        finished.append(ready)
+        if progress is not None:
+            progress((index + 1) * steps, total, GalleryPreview(tuple(finished), None, None))
+    return finished

@@ -18,6 +18,7 @@ from . import cache
 PAGE_KEYS = (
     "channel", "order", "scale", "cmap", "grid_page", "opacity", "cam_layer", "cam_class", "cam_opacity",
     "compare_source", "compare_sample", "filter_layer", "filter_input", "detail_channel_input",
+    "viz_channel", "viz_objective", "viz_size", "viz_steps", "viz_seed",
 )
 
 # Query parameters of a shareable link, and the session keys they restore.
@@ -29,7 +30,14 @@ URL_KEYS = {
     "order": "order",
     "scale": "scale",
     "cmap": "cmap",
+    "vchannel": "viz_channel",
+    "vobjective": "viz_objective",
+    "vsize": "viz_size",
+    "vsteps": "viz_steps",
+    "vseed": "viz_seed",
 }
+INT_KEYS = frozenset({"channel", "viz_channel", "viz_size", "viz_steps", "viz_seed"})
+"""Session keys whose link value is a whole number."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ def restore_from_url() -> None:
         value = params.get(param)
         if value is None or value == "":
             continue
-        if key == "channel":
+        if key in INT_KEYS:
             if value.isdigit():
                 st.session_state[key] = int(value)
             continue
@@ -110,6 +118,12 @@ def url_values(selection: Selection) -> dict[str, Any]:
         "order": state.get("order"),
         "scale": state.get("scale"),
         "cmap": state.get("cmap"),
+        # "What it responds to": the settings that reproduce a picture (once that page has been used)
+        "vchannel": state.get("viz_channel"),
+        "vobjective": state.get("viz_objective"),
+        "vsize": state.get("viz_size"),
+        "vsteps": state.get("viz_steps"),
+        "vseed": state.get("viz_seed"),
     }
 
 
