@@ -1,4 +1,4 @@
-"""Entry point: ``python -m bench.run [--quick] [--only extraction,rendering,browser,memory,contention]``.
+"""Entry point: ``python -m bench.run [--quick] [--only extraction,rendering,browser,memory,contention,visualize]``.
 
 Runs the chosen measurements (all by default), writes ``bench/results/latest.json`` and
 ``bench/results/latest.md`` and prints the Markdown. ``--quick`` uses few rounds (a smoke run, not for
@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from . import browser, contention, extraction, memory, rendering
+from . import visualize as visualization
 from .common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("extraction", "rendering", "browser", "memory", "contention")
+SECTIONS = ("extraction", "rendering", "browser", "memory", "contention", "visualize")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -35,6 +36,8 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         ),
         "memory": lambda: memory.run(uploads=10 if quick else 200, every=5),
         "contention": lambda: contention.run(rounds=1 if quick else 4, children=1 if quick else 2),
+        "visualize": lambda: visualization.run(rounds=1 if quick else 5, steps=8 if quick else 32,
+                                               full_steps=32 if quick else 256),
     }
 
 
@@ -221,12 +224,38 @@ def _contention_md(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _visualize_md(r: dict[str, Any]) -> list[str]:
+    full = r["full_run"]
+    lines = [
+        f"### 6 · Feature visualization ({r['model']}, {r['size']} px, medians)",
+        "",
+        f"Full run: `visualize(model, \"{full['layer']}\", 0)` with {full['steps']} steps took "
+        f"**{_s(full['seconds'])} s** (best of {len(full['all_runs_s'])}: "
+        f"{', '.join(_s(t) for t in full['all_runs_s'])} s; target ≤ {full['target_s']:.0f} s: "
+        f"{_ok(full['pass'])}). The model sees {r['transformed_size']} px (the picture plus the random moves' border).",
+        "",
+        "| target layer | ms / step (p25–p75) | steps / s | 256 steps s | no early stop ms / step | early stop speed-up "
+        "| without robustness ms / step | robustness share of a step (≤ 15 %) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for d in r["by_depth"]:
+        share = "–" if d["robustness_overhead"] is None else f"{d['robustness_overhead'] * 100:.1f} %"
+        lines.append(
+            f"| {d['layer']} | {_ms(d['step_s'])} ({_ms(d['step_p25_s'])}–{_ms(d['step_p75_s'])}) "
+            f"| {d['steps_per_s']:.1f} | {_s(d['projected_256_s'])} | {_ms(d['no_early_stop_step_s'])} "
+            f"| {_x(d['early_stop_speedup'])} | {_ms(d['no_robustness_step_s'])} | {share} {_ok(d['robustness_pass'])} |"
+        )
+    lines += ["", f"{r['rounds']} interleaved rounds of {r['steps_per_variant']} steps per variant; torch threads "
+              f"{r['torch_threads']}, OMP_WAIT_POLICY {r['omp_wait_policy']}.", ""]
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"## featviz benchmarks — {report['date']}{' (quick)' if report['quick'] else ''}", ""]
     lines += _machine_md(report["machine"])
     writers = {
         "extraction": _extraction_md, "rendering": _rendering_md, "browser": _browser_md,
-        "memory": _memory_md, "contention": _contention_md,
+        "memory": _memory_md, "contention": _contention_md, "visualize": _visualize_md,
     }
     for name in SECTIONS:
         if name in report["results"]:

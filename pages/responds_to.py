@@ -165,9 +165,12 @@ def _draw_single(selection: Selection, key: str, channel: int, job: jobs.Job) ->
     _pictures(result.images, captions)
     least = result.objective == "negative"
     value = float(result.reached.mean())
+    mine = float(selection.maps()[channel].mean())
     st.metric("Activation reached" + (" (lowered)" if least else ""), f"{value:.4g}",
               help="The channel's average on the picture (its centre value for “one position”); for several "
               "pictures, their average.")
+    if mine > 0 and not least:
+        st.caption(f"{value / mine:.1f}× this channel's average on your image ({mine:.4g}).")
     st.plotly_chart(_curve(result), width="stretch", key="viz_curve", config={"displayModeBar": False})
     st.download_button(
         "Download picture (PNG)" if len(result.images) == 1 else "Download pictures (PNG)",
@@ -261,7 +264,10 @@ auto = state.pop("_viz_autostart", False)  # asked for from the Feature maps pag
 if not state.get("_viz_seen"):
     state["_viz_seen"] = True
     auto = auto or bool(st.query_params.get("vseed"))  # opened from a link that holds a picture's settings
+existing = jobs.get(key)
+busy = existing is not None and existing.state in ("running", "done")  # made or being made: nothing to start
 start = st.button(f"Start: make a picture for channel {channel}", type="primary", icon=":material/play_arrow:",
+                  disabled=busy, key="viz_start",
                   help="Optimizes a picture for this channel (a few seconds to a minute, depending on the model "
                   "and layer). The page stays usable meanwhile; leaving it stops the computation.")
 if start or auto:
@@ -270,6 +276,7 @@ if start or auto:
                          progress=progress)
 
     jobs.start(key, work, label=f"visualize {model.name} {layer} #{channel}", owner=owner, page=PAGE, total=steps)
+    st.rerun()  # draw it as running (the Start button greyed out) from the first moment
 
 gallery_done = jobs.get(gallery_key_for(model.key, layer, order, size, steps, seed))
 if jobs.get(key) is None and objective == "channel" and gallery_done is not None and gallery_done.state == "done":
@@ -292,7 +299,10 @@ strongest = order[:GALLERY_SIZE]
 gallery_key = gallery_key_for(model.key, layer, order, size, steps, seed)
 st.caption(f"Channels {', '.join(map(str, strongest))}, strongest first (by their average on your image). "
            f"One picture each, {size} px, {steps} steps, seed {seed}.")
-if st.button(f"Make all {len(strongest)} pictures", icon=":material/grid_view:", key="viz_gallery_start"):
+gallery = jobs.get(gallery_key)
+if st.button(f"Make all {len(strongest)} pictures", icon=":material/grid_view:", key="viz_gallery_start",
+             disabled=gallery is not None and gallery.state in ("running", "done"),
+             help="One picture for each of these channels, one after another (about 8 times as long as one)."):
     known = _known(model.key, layer, strongest, size, steps, seed)
 
     def work_all(progress: jobs.Progress) -> list[Visualization]:
@@ -301,5 +311,6 @@ if st.button(f"Make all {len(strongest)} pictures", icon=":material/grid_view:",
 
     jobs.start(gallery_key, work_all, label=f"gallery {model.name} {layer}", owner=owner, page=PAGE,
                total=steps * len(strongest))
+    st.rerun()
 jobs.watch(gallery_key, lambda job: _draw_gallery(selection, strongest, job))
 write_url(url_values(selection))

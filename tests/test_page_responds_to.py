@@ -127,6 +127,7 @@ def test_progress_advances_then_the_picture_and_its_numbers_appear(make_app, gat
     channel = at.session_state["viz_channel"]
     next(b for b in at.button if b.label.startswith("Start")).click().run()
     job = only_job()
+    assert at.button(key="viz_start").disabled, "a running picture is not started twice"
     seen = []
     for tickets in (3, 5):
         gate.allow(tickets)
@@ -166,7 +167,7 @@ def test_a_finished_picture_reappears_without_being_made_again(make_app, gate) -
     at.number_input(key="viz_seed").set_value(0).run()  # back: the finished one, at once
     no_exception(at)
     assert at.metric and only_job() is job
-    next(b for b in at.button if b.label.startswith("Start")).click().run()  # even pressing Start again
+    assert at.button(key="viz_start").disabled, "nothing to start: it is made"
     assert only_job() is job and len(gate.calls) == 1
 
 
