@@ -169,7 +169,7 @@ def _draw_single(selection: Selection, key: str, channel: int, job: jobs.Job) ->
     st.metric("Activation reached" + (" (lowered)" if least else ""), f"{value:.4g}",
               help="The channel's average on the picture (its centre value for “one position”); for several "
               "pictures, their average.")
-    if mine > 0 and not least:
+    if mine > 0 and result.objective in ("channel", "diversity"):  # both averages over the whole map
         st.caption(f"{value / mine:.1f}× this channel's average on your image ({mine:.4g}).")
     st.plotly_chart(_curve(result), width="stretch", key="viz_curve", config={"displayModeBar": False})
     st.download_button(
