@@ -243,6 +243,37 @@ def test_a_dead_relu_channel_is_started_through_its_input() -> None:
         assert visualize(model, "block1.relu1", channel, size=48, steps=48).reached[0] > 0.05
 
 
+class _ToNHWC(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1)
+
+
+class _ChannelsLastNet(nn.Module):
+    """conv1, then its output as (N, H, W, C) (as ConvNeXt's LayerNorm layers give theirs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.nhwc = _ToNHWC()
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.nhwc(self.conv1(x)).mean(dim=(1, 2)))
+
+
+def test_a_channels_last_layer_is_read_channel_by_channel() -> None:
+    net = _ChannelsLastNet().eval()
+    model = LoadedModel(module=net, name="nhwc-net", key="test:nhwc", categories=None, input_channels=3,
+                        input_size=(24, 32), transform=T.ToTensor(), view=view_transform(None, (24, 32)),
+                        source="test", provenance="test")
+    assert layer_info(model, "nhwc").channels_last and layer_info(model, "nhwc").shape == (6, 24, 32)
+    for channel in (1, 4):
+        direct = visualize(model, "conv1", channel, size=40, steps=12, seed=2)
+        permuted = visualize(model, "nhwc", channel, size=40, steps=12, seed=2)
+        np.testing.assert_allclose(permuted.activation, direct.activation, rtol=1e-4, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------------
 # (d) the lock: one step at a time
 
