@@ -21,7 +21,7 @@ def test_visualize_benchmark_smallest_configuration() -> None:
     json.dumps(result)
     assert [d["layer"] for d in result["by_depth"]] == ["conv1", "layer1"]
     for row in result["by_depth"]:
-        for key in ("step_s", "no_robustness_step_s", "no_early_stop_step_s"):
+        for key in ("step_s", "no_robustness_step_s", "no_early_stop_step_s", "cpu_step_s", "cpu_no_robustness_step_s"):
             assert isinstance(row[key], float) and row[key] > 0
         assert isinstance(row["robustness_overhead"], float) and isinstance(row["robustness_pass"], bool)
     assert result["full_run"]["steps"] == 2 and isinstance(result["full_run"]["pass"], bool)
