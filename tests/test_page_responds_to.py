@@ -122,6 +122,21 @@ def test_page_draws_with_the_strongest_channel_and_its_map(make_app, gate) -> No
     assert gallery and gallery[0].startswith("Channels " + ", ".join(map(str, top8)))
 
 
+def test_defaults_and_the_channel_chosen_on_feature_maps(make_app, gate) -> None:
+    at = make_app()
+    at.number_input(key="channel").set_value(6).run()  # chosen on Feature maps, no button pressed
+    at.switch_page(PAGE).run()
+    no_exception(at)
+    state = at.session_state
+    assert (state["viz_channel"], state["viz_size"], state["viz_steps"], state["viz_objective"], state["viz_seed"]) == (
+        6, 128, 256, "channel", 0)
+    at.number_input(key="viz_channel").set_value(9).run()  # changed here: kept while the layer stays
+    at.switch_page("pages/feature_maps.py").run()
+    at.switch_page(PAGE).run()
+    assert at.session_state["viz_channel"] == 9
+    assert gate.calls == []
+
+
 def test_progress_advances_then_the_picture_and_its_numbers_appear(make_app, gate) -> None:
     at = open_page(make_app)
     channel = at.session_state["viz_channel"]
