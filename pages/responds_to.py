@@ -264,6 +264,13 @@ auto = state.pop("_viz_autostart", False)  # asked for from the Feature maps pag
 if not state.get("_viz_seen"):
     state["_viz_seen"] = True
     auto = auto or bool(st.query_params.get("vseed"))  # opened from a link that holds a picture's settings
+gallery_done = jobs.get(gallery_key_for(model.key, layer, order, size, steps, seed))
+if jobs.get(key) is None and objective == "channel" and gallery_done is not None and gallery_done.state == "done":
+    made = {r.channel: r for r in gallery_done.result}.get(channel)
+    if made is not None:  # already made for the gallery: shown, not made again
+        jobs.start(key, lambda _progress: made, label=f"visualize {layer} #{channel} (from the gallery)", owner=owner,
+                   page=PAGE, total=steps)
+
 existing = jobs.get(key)
 busy = existing is not None and existing.state in ("running", "done")  # made or being made: nothing to start
 start = st.button(f"Start: make a picture for channel {channel}", type="primary", icon=":material/play_arrow:",
@@ -277,13 +284,6 @@ if start or auto:
 
     jobs.start(key, work, label=f"visualize {model.name} {layer} #{channel}", owner=owner, page=PAGE, total=steps)
     st.rerun()  # draw it as running (the Start button greyed out) from the first moment
-
-gallery_done = jobs.get(gallery_key_for(model.key, layer, order, size, steps, seed))
-if jobs.get(key) is None and objective == "channel" and gallery_done is not None and gallery_done.state == "done":
-    made = {r.channel: r for r in gallery_done.result}.get(channel)
-    if made is not None:  # already made for the gallery: shown, not made again
-        jobs.start(key, lambda _progress: made, label=f"visualize {layer} #{channel} (from the gallery)", owner=owner,
-                   page=PAGE, total=steps)
 
 left, right = st.columns(2)
 with left:

@@ -37,7 +37,7 @@ PREVIEW = "[data-testid=stMain] [data-testid=stImage] img"
 README = os.environ.get("FEATVIZ_README_SCREENSHOTS") == "1"
 # Light settings for the test (the demo's block 2 at 64 px); the README's screenshots show a deeper layer at
 # the default size. Steps: enough for several previews on an idle machine, few enough for a busy one.
-SINGLE = ("?sample=star&layer=block3.relu2", "128", "512") if README else ("?sample=star&layer=block2.relu1", "64", "1024")
+SINGLE = ("?sample=star&layer=block3.relu2", "128", "256") if README else ("?sample=star&layer=block2.relu1", "64", "1024")
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_preview_updates_during_the_run_and_the_final_picture_appears(page: Any,
 
 
 def test_gallery_shows_each_picture_as_soon_as_it_is_done(page: Any, app: AppServer) -> None:
-    open_page(page, app, "?sample=star&layer=block2.relu1")
+    open_page(page, app, "?sample=star&layer=" + ("block3.relu2" if README else "block2.relu1"))
     choose(page, "Size (px)", "64")
     choose(page, "Steps", "128")
     main(page).get_by_role("button", name="Make all 8 pictures").click()
