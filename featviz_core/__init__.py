@@ -8,23 +8,30 @@
 """
 
 from .cam import CamError, CamResult, default_cam_layer, gradcam
-from .checkpoints import load_checkpoint, parse_class_names
+from .class_names import parse_class_names
 from .demo import load_demo
 from .errors import FeatvizError, ImageLoadError, LayerError, ModelLoadError
 from .extract import Extraction, extract
 from .hooks import ActivationRecorder, LayerInfo, default_layer, layer_info, list_layers, spatial_layers
 from .images import SUPPORTED_EXTENSIONS, image_digest, load_image
-from .models import (
-    LoadedModel,
+from .models import NORMALIZATIONS, LoadedModel, Preprocessing
+from .samples import Sample, list_samples, sample_bytes
+from .sources import (
     architecture_info,
     classification_models,
+    download_timm_weights,
     download_weights,
+    load_checkpoint,
+    load_from_code,
+    load_spec,
+    load_timm,
     load_torchvision,
+    timm_weights_cached,
     weights_are_cached,
 )
-from .samples import Sample, list_samples, sample_bytes
 
 __all__ = [
+    "NORMALIZATIONS",
     "SUPPORTED_EXTENSIONS",
     "ActivationRecorder",
     "CamError",
@@ -36,11 +43,13 @@ __all__ = [
     "LayerInfo",
     "LoadedModel",
     "ModelLoadError",
+    "Preprocessing",
     "Sample",
     "architecture_info",
     "classification_models",
     "default_cam_layer",
     "default_layer",
+    "download_timm_weights",
     "download_weights",
     "extract",
     "gradcam",
@@ -50,10 +59,14 @@ __all__ = [
     "list_samples",
     "load_checkpoint",
     "load_demo",
+    "load_from_code",
     "load_image",
+    "load_spec",
+    "load_timm",
     "load_torchvision",
     "parse_class_names",
     "sample_bytes",
     "spatial_layers",
+    "timm_weights_cached",
     "weights_are_cached",
 ]
