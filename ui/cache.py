@@ -15,11 +15,11 @@ import threading
 import streamlit as st
 from PIL import Image
 
-from featviz_core import Extraction, LoadedModel, extract, load_torchvision
+from featviz_core import Extraction, LoadedModel, extract, load_from_code, load_timm, load_torchvision
 from featviz_core.cam import CamResult, gradcam
-from featviz_core.checkpoints import load_checkpoint
 from featviz_core.demo import load_demo
 from featviz_core.images import load_image
+from featviz_core.sources import load_checkpoint
 
 log = logging.getLogger("featviz")
 
@@ -46,6 +46,21 @@ def _count_forward(kind: str, model_key: str, digest: str, layers: tuple[str, ..
 def torchvision_model(name: str, pretrained: bool) -> LoadedModel:
     """A torchvision model; with ``pretrained`` the weights must already be in the cache (see downloads)."""
     return load_torchvision(name, weights="DEFAULT" if pretrained else None)
+
+
+@st.cache_resource(max_entries=MODEL_ENTRIES, show_spinner=False)
+def timm_model(name: str, pretrained: bool) -> LoadedModel:
+    """A timm model; with ``pretrained`` the weights must already be in the Hugging Face cache."""
+    return load_timm(name, pretrained=pretrained)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def code_model(
+    spec: str, weights: str | None, classes: str | None, input_size: tuple[int, int] | None,
+    normalization: str | None,
+) -> LoadedModel:
+    """The model class named on the command line (``--model pkg.module:factory``)."""
+    return load_from_code(spec, weights, classes, input_size=input_size, normalization=normalization)
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
