@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from featviz_core import LoadedModel
+from featviz_core.device import describe_device
 
 from . import cache, source_checkpoint, source_code, source_imagenet
 from .errors import guard
@@ -88,7 +89,7 @@ def section() -> tuple[LoadedModel, str, str | None]:
         with guard("loading the demo model"):
             model = cache.demo_model()
     state["model_spec"] = spec
-    st.caption(model.provenance)
+    st.caption(f"{model.provenance} · runs on {describe_device(model.device)}")
     if model.source in ("torchvision", "timm") and model.weights is None:
         st.caption("⚠️ Random weights: the predictions mean nothing; the maps show an untrained network.")
     if not model.supports_gradients:
