@@ -557,3 +557,11 @@ def test_only_model_load_error_escapes(monkeypatch: pytest.MonkeyPatch, resnet_b
 
     with pytest.raises(ModelLoadError):
         load_checkpoint("not bytes")  # type: ignore[arg-type]
+
+
+def test_shipped_torchvision_index_matches_a_fresh_build() -> None:
+    """Detection looks checkpoints up in the shipped index: it must be what the installed torchvision gives
+    (regenerate with `python -m featviz_core.sources.detect` after upgrading torchvision)."""
+    shipped = json.loads(detect.TORCHVISION_INDEX.read_text(encoding="utf-8"))
+    assert shipped["torchvision"] == torchvision.__version__
+    assert shipped["architectures"] == detect.torchvision_fingerprints()
