@@ -142,7 +142,9 @@ def op_class(name: str) -> type[OnnxOp]:
     return type(name, (OnnxOp,), {"__doc__": f"The ONNX operator {name}.", "__module__": __name__})
 
 
-def generic(ctx: NodeContext, fn: Callable[..., Any], feeds: list[str] | None = None) -> tuple[nn.Module, list[str]]:
+def generic(
+    ctx: NodeContext, fn: Callable[..., Any], feeds: list[str] | None = None
+) -> tuple[nn.Module, list[str]]:
     return op_class(ctx.node.op_type)(fn), ctx.inputs if feeds is None else feeds
 
 
@@ -191,7 +193,10 @@ def _softplus(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
 
 @op("Selu")
 def _selu(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
-    alpha, gamma = float(ctx.attr("alpha", 1.67326319217681884765625)), float(ctx.attr("gamma", 1.05070102214813232421875))
+    alpha, gamma = (
+        float(ctx.attr("alpha", 1.67326319217681884765625)),
+        float(ctx.attr("gamma", 1.05070102214813232421875)),
+    )
     return generic(ctx, lambda x: gamma * torch.where(x > 0, x, alpha * (torch.exp(x) - 1)), _first(ctx))
 
 
@@ -345,7 +350,15 @@ def _gemm(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
     trans_a, trans_b = int(ctx.attr("transA", 0)), int(ctx.attr("transB", 0))
     weight, bias = ctx.const(1), ctx.const(2)
     bias_ok = not ctx.has(2) or (bias is not None and bias.ndim <= 1)
-    if weight is not None and weight.ndim == 2 and weight.is_floating_point() and alpha == 1.0 and bias_ok and not trans_a and (beta == 1.0 or not ctx.has(2)):
+    if (
+        weight is not None
+        and weight.ndim == 2
+        and weight.is_floating_point()
+        and alpha == 1.0
+        and bias_ok
+        and not trans_a
+        and (beta == 1.0 or not ctx.has(2))
+    ):
         w = weight if trans_b else weight.t()
         layer = Linear(int(w.shape[1]), int(w.shape[0]), bias=bias is not None, device="meta")
         with torch.no_grad():
@@ -409,7 +422,10 @@ def _groupnorm(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
     def group_norm(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         channels = x.shape[1]
         if scale.numel() != channels:  # opset 18: one scale per group
-            scale, bias = scale.repeat_interleave(channels // groups), bias.repeat_interleave(channels // groups)
+            scale, bias = (
+                scale.repeat_interleave(channels // groups),
+                bias.repeat_interleave(channels // groups),
+            )
         return F.group_norm(x, groups, scale.reshape(-1), bias.reshape(-1), eps)
 
     return generic(ctx, group_norm)
@@ -418,7 +434,11 @@ def _groupnorm(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
 @op("LRN")
 def _lrn(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
     size = int(ctx.attr("size"))
-    alpha, beta, bias = float(ctx.attr("alpha", 1e-4)), float(ctx.attr("beta", 0.75)), float(ctx.attr("bias", 1.0))
+    alpha, beta, bias = (
+        float(ctx.attr("alpha", 1e-4)),
+        float(ctx.attr("beta", 0.75)),
+        float(ctx.attr("bias", 1.0)),
+    )
     before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
 
     def lrn(x: torch.Tensor) -> torch.Tensor:

@@ -41,11 +41,18 @@ def _options() -> ort.SessionOptions:
 class OrtRunner:
     """Runs one ONNX model with onnxruntime (CPU), giving any node's output on request."""
 
-    def __init__(self, model: ModelProto, value_types: Mapping[str, int] | None = None, max_sessions: int = MAX_SESSIONS) -> None:
+    def __init__(
+        self,
+        model: ModelProto,
+        value_types: Mapping[str, int] | None = None,
+        max_sessions: int = MAX_SESSIONS,
+    ) -> None:
         self._model = model
         self._types = dict(value_types or {})
         self._outputs = tuple(o.name for o in model.graph.output)
-        self._input = next(i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
+        self._input = next(
+            i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}
+        )
         self._max = max_sessions
         self._sessions: OrderedDict[tuple[str, ...], ort.InferenceSession] = OrderedDict()
         self._lock = threading.Lock()

@@ -69,7 +69,9 @@ def _dense(sparse: SparseTensorProto) -> torch.Tensor:
 def _constant_of_shape(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
     proto = ctx.attr("value")
     fill = tensor_from_proto(proto).reshape(-1) if isinstance(proto, TensorProto) else torch.zeros(1)
-    return generic(ctx, lambda shape: torch.full(_ints(shape), fill[0].item(), dtype=fill.dtype, device=shape.device))
+    return generic(
+        ctx, lambda shape: torch.full(_ints(shape), fill[0].item(), dtype=fill.dtype, device=shape.device)
+    )
 
 
 @op("Shape")
@@ -212,7 +214,7 @@ def _gather(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
         indices = indices.to(torch.int64)
         indices = torch.where(indices < 0, indices + size, indices)
         picked = data.index_select(dim, indices.reshape(-1))
-        return picked.reshape(*data.shape[:dim], *indices.shape, *data.shape[dim + 1 :])
+        return picked.reshape((*data.shape[:dim], *indices.shape, *data.shape[dim + 1 :]))
 
     return generic(ctx, gather)
 

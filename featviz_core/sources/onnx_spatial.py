@@ -30,7 +30,9 @@ def _torch_pads(begins: list[int], ends: list[int]) -> tuple[int, ...]:
     return tuple(pairs)
 
 
-def _same_pads(sizes: list[int], kernel: list[int], strides: list[int], dilations: list[int], mode: str) -> tuple[int, ...]:
+def _same_pads(
+    sizes: list[int], kernel: list[int], strides: list[int], dilations: list[int], mode: str
+) -> tuple[int, ...]:
     begins, ends = [], []
     for size, k, s, d in zip(sizes, kernel, strides, dilations, strict=True):
         total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
@@ -70,7 +72,9 @@ _MAXPOOL = {n: _spatial_class(f"MaxPool{n}d", getattr(nn, f"MaxPool{n}d")) for n
 _AVGPOOL_BASE = {n: getattr(nn, f"AvgPool{n}d") for n in (1, 2, 3)}
 
 
-def _geometry(ctx: NodeContext, kernel: list[int]) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
+def _geometry(
+    ctx: NodeContext, kernel: list[int]
+) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
     n = len(kernel)
     strides = [int(v) for v in ctx.attr("strides", [1] * n)]
     dilations = [int(v) for v in ctx.attr("dilations", [1] * n)]
@@ -78,7 +82,9 @@ def _geometry(ctx: NodeContext, kernel: list[int]) -> tuple[list[int], list[int]
     return kernel, strides, dilations, pads[:n], pads[n:]
 
 
-def _configure(layer: Any, ctx: NodeContext, geometry: tuple[list[int], ...], symmetric_ok: bool, value: float) -> None:
+def _configure(
+    layer: Any, ctx: NodeContext, geometry: tuple[list[int], ...], symmetric_ok: bool, value: float
+) -> None:
     kernel, strides, dilations, begins, ends = geometry
     auto_pad = str(ctx.attr("auto_pad", "NOTSET"))
     layer.onnx_pad_value = value
@@ -112,8 +118,15 @@ def _conv(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
     padding, fits = _layer_padding(ctx, geometry, limit=False)
     groups = int(ctx.attr("group", 1))
     layer = _CONV[dims](
-        int(weight.shape[1]) * groups, int(weight.shape[0]), kernel, stride=geometry[1], padding=padding,
-        dilation=geometry[2], groups=groups, bias=bias is not None, device="meta",
+        int(weight.shape[1]) * groups,
+        int(weight.shape[0]),
+        kernel,
+        stride=geometry[1],
+        padding=padding,
+        dilation=geometry[2],
+        groups=groups,
+        bias=bias is not None,
+        device="meta",
     )
     with torch.no_grad():
         layer.weight = nn.Parameter(weight.contiguous())
@@ -143,9 +156,15 @@ class ConvTranspose(nn.Module):
     def _pads(self, sizes: list[int]) -> tuple[list[int], list[int]]:
         if not self.output_shape and self.auto_pad not in _SAME:
             return self.begins, self.ends
-        targets = self.output_shape[-self.dims :] if self.output_shape else [s * st for s, st in zip(sizes, self.strides, strict=True)]
+        targets = (
+            self.output_shape[-self.dims :]
+            if self.output_shape
+            else [s * st for s, st in zip(sizes, self.strides, strict=True)]
+        )
         begins, ends = [], []
-        for size, k, s, d, extra, target in zip(sizes, self.kernel, self.strides, self.dilations, self.output_padding, targets, strict=True):
+        for size, k, s, d, extra, target in zip(
+            sizes, self.kernel, self.strides, self.dilations, self.output_padding, targets, strict=True
+        ):
             total = s * (size - 1) + extra + (k - 1) * d + 1 - target
             half = total // 2
             begins.append(half if self.auto_pad == "SAME_UPPER" else total - half)
@@ -155,7 +174,9 @@ class ConvTranspose(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fn(x, self.weight, None, self.strides, 0, 0, self.groups, self.dilations)
         begins, ends = self._pads(list(x.shape[2:]))
-        crop = _torch_pads([-b for b in begins], [extra - e for e, extra in zip(ends, self.output_padding, strict=True)])
+        crop = _torch_pads(
+            [-b for b in begins], [extra - e for e, extra in zip(ends, self.output_padding, strict=True)]
+        )
         if any(crop):
             y = F.pad(y, crop)
         if self.bias is not None:
@@ -178,7 +199,9 @@ def _maxpool(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
     kernel = [int(v) for v in ctx.attr("kernel_shape")]
     geometry = _geometry(ctx, kernel)
     padding, fits = _layer_padding(ctx, geometry, limit=True)
-    layer = _MAXPOOL[len(kernel)](kernel, geometry[1], padding, geometry[2], ceil_mode=bool(ctx.attr("ceil_mode", 0)))
+    layer = _MAXPOOL[len(kernel)](
+        kernel, geometry[1], padding, geometry[2], ceil_mode=bool(ctx.attr("ceil_mode", 0))
+    )
     _configure(layer, ctx, geometry, fits, -math.inf)
     return layer, [ctx.inputs[0]]
 
@@ -217,8 +240,10 @@ def _avgpool(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
         return base(kernel, strides, 0, ceil_mode=ceil), [ctx.inputs[0]]
     pads: Any = _torch_pads(begins, ends)
     if auto_pad in _SAME:
+
         def pads(x: torch.Tensor) -> tuple[int, ...]:
             return _same_pads(list(x.shape[2:]), kernel, strides, dilations, auto_pad)
+
     pool = base(kernel, strides, 0, ceil_mode=ceil, count_include_pad=True)
     return op_named("AveragePool", _AvgPoolPadded(pool, pads, include)), [ctx.inputs[0]]
 
@@ -257,7 +282,9 @@ def _pad(ctx: NodeContext) -> tuple[nn.Module, list[str]]:
         order = [p for pair in reversed(full) for p in pair]
         if torch_mode == "constant":
             fill = 0.0 if value is None or (isinstance(value, torch.Tensor) and value.numel() == 0) else value
-            return F.pad(x, order, value=float(fill.reshape(-1)[0]) if isinstance(fill, torch.Tensor) else float(fill))
+            return F.pad(
+                x, order, value=float(fill.reshape(-1)[0]) if isinstance(fill, torch.Tensor) else float(fill)
+            )
         while order and order[-2:] == [0, 0]:
             order = order[:-2]
         return F.pad(x, order, mode=torch_mode) if order else x
@@ -272,7 +299,9 @@ _COORDINATES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric
 _NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
 
 
-def _resample(x: torch.Tensor, axis: int, out: int, scale: float, mode: str, coordinate: str, nearest: str) -> torch.Tensor:
+def _resample(
+    x: torch.Tensor, axis: int, out: int, scale: float, mode: str, coordinate: str, nearest: str
+) -> torch.Tensor:
     """Resize ``x`` along ``axis`` to ``out`` samples as onnxruntime does (float32 coordinates)."""
     size = int(x.shape[axis])
     position = torch.arange(out, dtype=torch.float32, device=x.device)
@@ -308,14 +337,18 @@ def _resizer(mode: str, coordinate: str, nearest: str, axes: list[int] | None) -
     def resize(x: torch.Tensor, scales: torch.Tensor | None, sizes: torch.Tensor | None) -> torch.Tensor:
         chosen = [a + x.ndim if a < 0 else a for a in axes] if axes else list(range(x.ndim))
         wanted = _ints(sizes) if sizes is not None and sizes.numel() else []
-        factors = [float(v) for v in scales.reshape(-1).tolist()] if scales is not None and scales.numel() else []
+        factors = (
+            [float(v) for v in scales.reshape(-1).tolist()] if scales is not None and scales.numel() else []
+        )
         for i, axis in enumerate(chosen):
             size = int(x.shape[axis])
             if wanted:
                 out, scale = wanted[i], float(torch.tensor(wanted[i], dtype=torch.float32) / size)
             else:
                 scale = factors[i]
-                out = int(float(torch.tensor(size, dtype=torch.float32) * torch.tensor(scale, dtype=torch.float32)))
+                out = int(
+                    float(torch.tensor(size, dtype=torch.float32) * torch.tensor(scale, dtype=torch.float32))
+                )
             if out != size or scale != 1.0:
                 x = _resample(x, axis, out, scale, mode, coordinate, nearest)
         return x

@@ -21,7 +21,15 @@ from torch import nn
 from . import onnx_shape, onnx_spatial  # noqa: F401 - registers their converters
 from .onnx_ops import CONVERTERS, NodeContext, UnsupportedOp, tensor_from_proto, torch_dtype
 
-__all__ = ["OnnxGraphModule", "UnsupportedOp", "convert", "display_type", "image_nodes", "module_names", "opset_of"]
+__all__ = [
+    "OnnxGraphModule",
+    "UnsupportedOp",
+    "convert",
+    "display_type",
+    "image_nodes",
+    "module_names",
+    "opset_of",
+]
 
 _SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # the PyTorch (dynamo) exporter's module path of each node
 _CONST_PREFIX = "_onnx_const_"
@@ -164,7 +172,9 @@ class OnnxGraphModule(nn.Module):
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
-def _evaluate(module: nn.Module, feeds: Sequence[str], constants: dict[str, torch.Tensor], node: NodeProto) -> None:
+def _evaluate(
+    module: nn.Module, feeds: Sequence[str], constants: dict[str, torch.Tensor], node: NodeProto
+) -> None:
     try:
         with torch.no_grad():
             result = module(*[constants[name] if name else None for name in feeds])
@@ -178,7 +188,9 @@ def _evaluate(module: nn.Module, feeds: Sequence[str], constants: dict[str, torc
             constants[name] = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value)
 
 
-def convert(model: ModelProto, input_name: str, *, channels_last: bool, ranks: dict[str, int]) -> OnnxGraphModule:
+def convert(
+    model: ModelProto, input_name: str, *, channels_last: bool, ranks: dict[str, int]
+) -> OnnxGraphModule:
     """The PyTorch version of ``model`` (in eval mode). :class:`UnsupportedOp` when a node cannot be converted."""
     graph = model.graph
     opset = opset_of(model)
@@ -216,7 +228,9 @@ def convert(model: ModelProto, input_name: str, *, channels_last: bool, ranks: d
     steps = []
     for index, (name, feeds, outs) in enumerate(raw_steps):
         produced = [o for o in outs if o and o not in keep and o not in last_use]  # never read again
-        drop = [v for v in dict.fromkeys(feeds) if v in dynamic and v not in keep and last_use.get(v) == index]
+        drop = [
+            v for v in dict.fromkeys(feeds) if v in dynamic and v not in keep and last_use.get(v) == index
+        ]
         steps.append(_Step(name, tuple(feeds), tuple(outs), tuple(drop + produced)))
     used = {v for _n, feeds, _o in raw_steps for v in feeds if v and v not in dynamic}
     used |= {o for o in outputs if o not in dynamic}
@@ -224,6 +238,11 @@ def convert(model: ModelProto, input_name: str, *, channels_last: bool, ranks: d
         used.discard(input_name)
     input_type = next(i.type.tensor_type.elem_type for i in graph.input if i.name == input_name)
     return OnnxGraphModule(
-        input_name, outputs, steps, modules, {name: constants[name] for name in sorted(used)},
-        channels_last=channels_last, input_dtype=torch_dtype(input_type),
+        input_name,
+        outputs,
+        steps,
+        modules,
+        {name: constants[name] for name in sorted(used)},
+        channels_last=channels_last,
+        input_dtype=torch_dtype(input_type),
     ).eval()
