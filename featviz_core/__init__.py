@@ -23,6 +23,7 @@ from .models import (
     weights_are_cached,
 )
 from .samples import Sample, list_samples, sample_bytes
+from .sources import OnnxInfo, inspect_onnx, load_onnx
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -36,6 +37,7 @@ __all__ = [
     "LayerInfo",
     "LoadedModel",
     "ModelLoadError",
+    "OnnxInfo",
     "Sample",
     "architecture_info",
     "classification_models",
@@ -45,12 +47,14 @@ __all__ = [
     "extract",
     "gradcam",
     "image_digest",
+    "inspect_onnx",
     "layer_info",
     "list_layers",
     "list_samples",
     "load_checkpoint",
     "load_demo",
     "load_image",
+    "load_onnx",
     "load_torchvision",
     "parse_class_names",
     "sample_bytes",

@@ -54,6 +54,14 @@ def model(
     )  # fmt: skip
     built = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name=producer)
     built.ir_version = 8
+    try:  # typed outputs (the checker wants them), as shape inference finds them
+        inferred = onnx.shape_inference.infer_shapes(built)
+        known = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output] if v.type.HasField("tensor_type")}
+        for output in built.graph.output:
+            if output.name in known:
+                output.CopyFrom(known[output.name])
+    except Exception:  # noqa: BLE001 - graphs made to be refused
+        pass
     return built
 
 

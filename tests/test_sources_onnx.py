@@ -1,0 +1,437 @@
+"""ONNX files: real exports convert to PyTorch with onnxruntime's values; the fallback; the refusals."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torchvision
+from onnx import TensorProto, helper
+
+import featviz_core.sources.onnx as onnx_source
+from featviz_core import CamError, ModelLoadError, extract, gradcam, inspect_onnx, list_layers, load_onnx
+from featviz_core.hooks import hook_count, spatial_layers
+from featviz_core.models import LoadedModel
+from featviz_core.sources.onnx_ops import CONVERTERS
+from featviz_core.sources.onnx_torch import UnsupportedOp, module_names
+from tests.conftest import random_image
+from tests.onnx_builders import export, model, small_cnn, tensor, tf2onnx_like
+
+DATA = Path(__file__).parent / "data" / "onnx"
+
+
+def seeded(builder, seed: int = 0) -> torch.nn.Module:  # type: ignore[no-untyped-def]
+    torch.manual_seed(seed)
+    net = builder().eval()
+    with torch.no_grad():  # trained-looking batch-norm statistics, so BN layers are not identities
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    return net
+
+
+@pytest.fixture(scope="session")
+def resnet() -> torch.nn.Module:
+    return seeded(torchvision.models.resnet18)
+
+
+@pytest.fixture(scope="session")
+def resnet_files(resnet) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """resnet18 exported three ways (exports are slow: once per session)."""
+    return {
+        "legacy-opset13": export(resnet, opset=13),
+        "legacy-opset17": export(resnet, opset=17),
+        "dynamo-opset18": export(resnet, opset=18, dynamo=True),
+    }
+
+
+@pytest.fixture(scope="session")
+def resnet_model(resnet_files) -> LoadedModel:  # type: ignore[no-untyped-def]
+    return load_onnx(resnet_files["legacy-opset17"], "resnet18.onnx")
+
+
+@pytest.fixture(scope="session")
+def mobilenet_dynamic() -> tuple[torch.nn.Module, bytes]:
+    net = seeded(torchvision.models.mobilenet_v3_small)
+    return net, export(net, opset=17, dynamic=True)
+
+
+def ort_values(data: bytes, tensor_nchw: torch.Tensor, names: list[str], nhwc: bool = False) -> list[np.ndarray]:
+    """An independent onnxruntime session on ``data`` that also returns the values ``names``."""
+    proto = onnx.load_from_string(data)
+    proto.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = tensor_nchw.permute(0, 2, 3, 1) if nhwc else tensor_nchw
+    values = session.run(None, {proto.graph.input[0].name: np.ascontiguousarray(feed.numpy())})
+    return values[len(values) - len(names) :]
+
+
+def value_names(data: bytes) -> dict[str, str]:
+    """Layer name -> the ONNX value the layer outputs."""
+    graph = onnx.load_from_string(data).graph
+    return {name: node.output[0] for name, node in zip(module_names(graph.node), graph.node, strict=True)}
+
+
+def relative(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+def assert_convs_equal_onnxruntime(m: LoadedModel, data: bytes, image, nhwc: bool = False) -> int:  # type: ignore[no-untyped-def]
+    convs = [i.name for i in spatial_layers(m) if i.type in ("Conv2d", "Conv")]
+    assert convs
+    maps = extract(m, image, convs).activations
+    values = value_names(data)
+    reference = ort_values(data, m.preprocess(image), [values[n] for n in convs], nhwc=nhwc)
+    for name, want in zip(convs, reference, strict=True):
+        assert maps[name].shape == want.shape[1:]
+        assert relative(maps[name], want[0]) <= 1e-4, name
+    return len(convs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Real exports, converted
+
+
+@pytest.mark.parametrize("how", ["legacy-opset13", "legacy-opset17", "dynamo-opset18"])
+def test_resnet18_exports_convert_and_every_conv_equals_onnxruntime(resnet, resnet_files, how) -> None:  # type: ignore[no-untyped-def]
+    data = resnet_files[how]
+    m = load_onnx(data, "resnet18.onnx")
+    assert m.source == "onnx" and m.supports_gradients and m.input_size == (224, 224)
+    assert "converted to PyTorch and checked against onnxruntime" in m.provenance
+    assert "pytorch 2." in m.provenance
+    image = random_image(1, size=(260, 230))
+    assert assert_convs_equal_onnxruntime(m, data, image) == 20
+    x = m.preprocess(image)
+    with torch.no_grad():
+        mine, original = m.module(x), resnet(x)
+    assert relative(mine.numpy(), original.numpy()) <= 1e-4
+    # The deepest feature map equals the original module's layer4 output.
+    last = [i.name for i in spatial_layers(m) if i.type == "ReLU"][-1]
+    ours = extract(m, image, [last]).activations[last]
+    with torch.no_grad():
+        features = torch.nn.Sequential(*list(resnet.children())[:-2])(x)[0].numpy()
+    assert relative(ours, features) <= 1e-4
+    assert hook_count(m.module) == 0
+
+
+def test_layer_labels_read_as_node_type_and_shape(resnet_files) -> None:  # type: ignore[no-untyped-def]
+    legacy = load_onnx(resnet_files["legacy-opset17"], "r.onnx")
+    dynamo = load_onnx(resnet_files["dynamo-opset18"], "r.onnx")
+    assert list_layers(legacy)[0].label == "conv1/Conv · Conv2d · 64×112×112"
+    assert "layer1/layer1_0/relu_1/Relu · ReLU · 64×56×56" in [i.label for i in list_layers(legacy)]
+    labels = [i.label for i in spatial_layers(dynamo)]
+    assert "layer1_0_relu/Relu · ReLU · 64×56×56" in labels  # named after the module the exporter saw
+    assert all("#" not in i.name and "." not in i.module_name for i in list_layers(dynamo))
+
+
+def test_mobilenet_with_a_dynamic_input_size(mobilenet_dynamic) -> None:  # type: ignore[no-untyped-def]
+    net, data = mobilenet_dynamic
+    info = inspect_onnx(data, "mobilenet.onnx")
+    assert info.dynamic_size and info.shape == (None, 3, None, None) and info.suggested_size == (224, 224)
+    assert info.layout == "NCHW" and info.channels == 3 and info.opset == 17
+    m = load_onnx(data, "mobilenet.onnx", input_size=(160, 192))
+    assert m.supports_gradients and m.input_size == (160, 192)
+    image = random_image(2, size=(300, 200))
+    assert m.preprocess(image).shape == (1, 3, 160, 192)
+    assert assert_convs_equal_onnxruntime(m, data, image) == 52
+    assert list_layers(m)[0].shape == (16, 80, 96)
+    x = m.preprocess(image)
+    with torch.no_grad():
+        assert relative(m.module(x).numpy(), net(x).numpy()) <= 1e-4
+    assert load_onnx(data).input_size == (224, 224)
+
+
+def test_efficientnet_dynamo_export_silu_and_squeeze_excitation() -> None:
+    net = seeded(torchvision.models.efficientnet_b0)
+    data = export(net, opset=18, dynamo=True)
+    m = load_onnx(data, "efficientnet_b0.onnx")
+    assert m.supports_gradients
+    assert assert_convs_equal_onnxruntime(m, data, random_image(3)) == 81
+
+
+def test_gradcam_of_the_converted_model_matches_the_original(resnet, resnet_model) -> None:  # type: ignore[no-untyped-def]
+    image = random_image(4, size=(240, 240))
+    original = LoadedModel(
+        module=resnet, name="resnet18", key="test:resnet18", categories=None, input_channels=3,
+        input_size=(224, 224), transform=resnet_model.transform, view=resnet_model.view, source="test",
+        provenance="the module that was exported",
+    )  # fmt: skip
+    last = [i.name for i in spatial_layers(resnet_model) if i.type == "ReLU"][-1]
+    ours, theirs = gradcam(resnet_model, image, last), gradcam(original, image, "layer4")
+    assert ours.class_index == theirs.class_index and ours.shape == theirs.shape == (7, 7)
+    assert relative(ours.cam, theirs.cam) <= 1e-3
+    assert relative(ours.weights, theirs.weights) <= 1e-3
+    assert hook_count(resnet_model.module) == 0
+    assert all(p.grad is None for p in resnet_model.module.parameters())
+
+
+# ---------------------------------------------------------------------------------------------------
+# The onnxruntime fallback
+
+
+@pytest.fixture(scope="session")
+def fallback_model(resnet_files) -> LoadedModel:  # type: ignore[no-untyped-def]
+    with pytest.MonkeyPatch.context() as patch:
+        def refuse(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+            raise UnsupportedOp("operator Testing")
+
+        patch.setattr(onnx_source, "convert", refuse)
+        return load_onnx(resnet_files["legacy-opset17"], "resnet18.onnx")
+
+
+def test_fallback_gives_onnxruntime_values_through_extract(fallback_model, resnet_model, resnet_files) -> None:  # type: ignore[no-untyped-def]
+    m = fallback_model
+    assert not m.supports_gradients
+    assert "run by onnxruntime because featviz cannot convert operator Testing" in m.provenance
+    assert "Grad-CAM and other views that need gradients are not available" in m.provenance
+    assert [(i.name, i.type, i.shape) for i in list_layers(m)] == [
+        (i.name, i.type, i.shape) for i in list_layers(resnet_model)
+    ]
+    chosen = ["conv1/Conv", "layer2/layer2_1/relu/Relu", "layer4/layer4_1/Add"]
+    image = random_image(5)
+    maps = extract(m, image, chosen).activations
+    values = value_names(resnet_files["legacy-opset17"])
+    reference = ort_values(resnet_files["legacy-opset17"], m.preprocess(image), [values[n] for n in chosen])
+    for name, want in zip(chosen, reference, strict=True):
+        np.testing.assert_array_equal(maps[name], want[0])
+    converted = extract(resnet_model, image, chosen).activations
+    for name in chosen:
+        assert relative(converted[name], maps[name]) <= 1e-4
+    assert extract(m, image, chosen).probabilities is not None
+    with pytest.raises(CamError, match="Grad-CAM needs gradients"):
+        gradcam(m, image, chosen[-1])
+    assert hook_count(m.module) == 0
+
+
+def test_unsupported_operator_falls_back_to_onnxruntime() -> None:
+    built = small_cnn("ThresholdedRelu", alpha=0.1)
+    m = load_onnx(built.SerializeToString(), "tiny.onnx")
+    assert not m.supports_gradients
+    assert "cannot convert operator ThresholdedRelu" in m.provenance
+    layer = "act/ThresholdedRelu"
+    image = random_image(6)
+    maps = extract(m, image, [layer]).activations[layer]
+    (want,) = ort_values(built.SerializeToString(), m.preprocess(image), ["a"])
+    np.testing.assert_array_equal(maps, want[0])
+    assert list_layers(m)[1].type == "ThresholdedRelu"
+
+
+def test_conversion_that_disagrees_falls_back(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setitem(CONVERTERS, "Relu", lambda ctx: (torch.nn.Identity(), [ctx.inputs[0]]))
+    m = load_onnx(small_cnn().SerializeToString(), "tiny.onnx")
+    assert not m.supports_gradients
+    assert "the PyTorch conversion differs from onnxruntime" in m.provenance
+
+
+def test_eight_threads_on_one_model_get_their_own_results(fallback_model, resnet_model) -> None:  # type: ignore[no-untyped-def]
+    images = [random_image(10 + i, size=(96, 96)) for i in range(8)]
+    for m in (fallback_model, resnet_model):
+        layers = ["layer1/layer1_0/relu/Relu", "layer3/layer3_1/Add"]
+        sequential = [extract(m, image, layers) for image in images]
+        barrier = threading.Barrier(8)
+
+        def run(image, m=m, layers=layers, barrier=barrier):  # type: ignore[no-untyped-def]
+            barrier.wait()
+            return extract(m, image, layers)
+
+        with ThreadPoolExecutor(8) as pool:
+            parallel = list(pool.map(run, images))
+        for one, other in zip(sequential, parallel, strict=True):
+            for layer in layers:
+                np.testing.assert_array_equal(one.activations[layer], other.activations[layer])
+        assert hook_count(m.module) == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Other exporters
+
+
+def test_keras_tf2onnx_file_with_nhwc_input() -> None:
+    data = (DATA / "keras_tiny.onnx").read_bytes()
+    info = inspect_onnx(data, "keras_tiny.onnx")
+    assert (info.layout, info.channels, info.shape, info.dynamic_size) == ("NHWC", 3, (None, 32, 32, 3), False)
+    assert info.producer.startswith("tf2onnx")
+    m = load_onnx(data, "keras_tiny.onnx", normalization="0-255")
+    assert m.supports_gradients and m.input_size == (32, 32)
+    assert "0 to 255" in m.provenance and "tf2onnx" in m.provenance
+    image = random_image(7, size=(50, 40))
+    assert m.preprocess(image).shape == (1, 3, 32, 32) and float(m.preprocess(image).max()) > 1.0
+    assert assert_convs_equal_onnxruntime(m, data, image, nhwc=True) == 4
+    names = [i.name for i in list_layers(m)]
+    assert "keras_tiny/conv1/Conv2D" in names and "keras_tiny/rescale/mul" in names
+    first = list_layers(m)[0]
+    assert first.channels_last and first.shape == (3, 32, 32)  # the NHWC input side reads as C×H×W
+
+
+def test_paddle_file_and_its_node_names() -> None:
+    data = (DATA / "paddle_tiny.onnx").read_bytes()
+    m = load_onnx(data, "paddle_tiny.onnx")
+    assert m.supports_gradients and "paddle2onnx" in m.provenance
+    names = [i.name for i in list_layers(m)]
+    assert names[:4] == ["Conv_0", "Add_0", "Identity_1", "BatchNormalization_0"]
+    assert assert_convs_equal_onnxruntime(m, data, random_image(8)) == 5
+
+
+def test_tf2onnx_pattern_with_weights_in_constant_nodes() -> None:
+    data = tf2onnx_like().SerializeToString()
+    m = load_onnx(data, "keras.onnx", normalization="-1-1")
+    assert m.supports_gradients
+    assert assert_convs_equal_onnxruntime(m, data, random_image(9), nhwc=True) == 2
+    assert not any("const" in i.name for i in list_layers(m))  # Constant nodes are folded, not layers
+
+
+# ---------------------------------------------------------------------------------------------------
+# Refusals and safety
+
+
+def _external(t: TensorProto) -> None:
+    t.ClearField("raw_data")
+    t.ClearField("float_data")
+    t.data_location = TensorProto.EXTERNAL
+    entry = t.external_data.add()
+    entry.key, entry.value = "location", "weights.bin"
+
+
+def _external_initializer() -> onnx.ModelProto:
+    built = small_cnn()
+    _external(built.graph.initializer[0])
+    return built
+
+
+def _external_constant() -> onnx.ModelProto:
+    built = small_cnn()
+    weights = built.graph.initializer[0]
+    node = helper.make_node("Constant", [], [weights.name], name="w_const", value=tensor(weights.name, np.zeros((6, 3, 3, 3), np.float32)))
+    _external(node.attribute[0].t)
+    del built.graph.initializer[0]
+    built.graph.node.insert(0, node)
+    return built
+
+
+def _external_in_subgraph() -> onnx.ModelProto:
+    built = small_cnn()
+    inner = helper.make_node("Constant", [], ["k"], value=tensor("k", np.ones(4, np.float32)))
+    _external(inner.attribute[0].t)
+    branch = helper.make_graph([inner], "branch", [], [helper.make_tensor_value_info("k", TensorProto.FLOAT, [4])])
+    built.graph.initializer.append(tensor("flag", np.array(True)))
+    built.graph.node.append(helper.make_node("If", ["flag"], ["k_out"], then_branch=branch, else_branch=branch))
+    return built
+
+
+@pytest.mark.parametrize("make", [_external_initializer, _external_constant, _external_in_subgraph])
+def test_external_data_is_refused_and_no_file_is_opened(make, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "weights.bin").write_bytes(np.ones(1000, np.float32).tobytes())  # would be found if looked for
+    monkeypatch.chdir(tmp_path)
+    data = make().SerializeToString()
+    opened: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def watch_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    def watch_os_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        opened.append(str(path))
+        return real_os_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", watch_open)
+    monkeypatch.setattr(io, "open", watch_open)
+    monkeypatch.setattr(os, "open", watch_os_open)
+    with pytest.raises(ModelLoadError, match="external data") as caught:
+        load_onnx(data, "model.onnx")
+    with pytest.raises(ModelLoadError, match="external data"):
+        inspect_onnx(data, "model.onnx")
+    assert not [p for p in opened if "weights" in p]
+    assert "\n" not in str(caught.value)
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, buffer)
+    return buffer.getvalue()
+
+
+BAD = {
+    "random bytes": (lambda: np.random.default_rng(0).bytes(4096), "not an ONNX model"),
+    "empty": (lambda: b"", "is empty"),
+    "keras h5 renamed": (lambda: b"\x89HDF\r\n\x1a\n" + bytes(200), "Keras .h5 file"),
+    "zip archive": (_zip, "zip archive"),
+    "pickle": (lambda: pickle.dumps({"w": [1.0]}, protocol=4), "pickled PyTorch file"),
+    "text": (lambda: b"hello, this is not a model\n" * 20, "not an ONNX model"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD))
+def test_files_that_are_not_onnx_get_one_sentence(kind) -> None:  # type: ignore[no-untyped-def]
+    make, expected = BAD[kind]
+    for call in (load_onnx, inspect_onnx):
+        with pytest.raises(ModelLoadError, match=expected) as caught:
+            call(make(), "model.onnx")
+        message = str(caught.value)
+        assert "\n" not in message and "Traceback" not in message and message.endswith(".")
+
+
+def test_truncated_file_is_refused(resnet_files) -> None:  # type: ignore[no-untyped-def]
+    data = resnet_files["legacy-opset17"]
+    with pytest.raises(ModelLoadError, match="damaged or cut short"):
+        load_onnx(data[: len(data) // 2], "resnet18.onnx")
+
+
+def test_oversized_file_is_refused_before_parsing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import featviz_core.sources.onnx_file as onnx_file
+
+    monkeypatch.setattr(onnx_file, "MAX_ONNX_BYTES", 1000)
+    monkeypatch.setattr(onnx_file.ModelProto, "FromString", lambda *_: pytest.fail("parsed"))
+    with pytest.raises(ModelLoadError, match="too large"):
+        load_onnx(small_cnn().SerializeToString(), "big.onnx")
+
+
+def test_inputs_featviz_cannot_feed_are_refused(resnet_files) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ModelLoadError, match="4 channels"):
+        load_onnx(small_cnn(channels=4).SerializeToString())
+    two = small_cnn()
+    two.graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, [1]))
+    with pytest.raises(ModelLoadError, match="2 inputs"):
+        load_onnx(two.SerializeToString())
+    flat = model([helper.make_node("Relu", ["x"], ["y"])], [1, 10], ["y"])
+    with pytest.raises(ModelLoadError, match="2 dimensions"):
+        load_onnx(flat.SerializeToString())
+    with pytest.raises(ModelLoadError, match="fixed in the file"):
+        load_onnx(resnet_files["legacy-opset17"], input_size=(160, 160))
+    with pytest.raises(ModelLoadError, match="normalization"):
+        load_onnx(small_cnn().SerializeToString(), normalization="zscore")
+    with pytest.raises(ModelLoadError, match="3 names but this model gives 4 scores"):
+        load_onnx(small_cnn().SerializeToString(), categories=["a", "b", "c"])
+    broken = small_cnn()
+    broken.graph.node[1].input[0] = "nothing"
+    with pytest.raises(ModelLoadError, match="not a valid ONNX model"):
+        load_onnx(broken.SerializeToString(), "broken.onnx")
+
+
+def test_normalizations_and_preprocessing() -> None:
+    data = small_cnn(size=16).SerializeToString()
+    grey = random_image(0, size=(40, 20)).convert("L").point(lambda _: 102).convert("RGB")  # 102/255 = 0.4
+    expected = {"imagenet": (0.4 - 0.485) / 0.229, "0-1": 0.4, "-1-1": -0.2, "0-255": 102.0}
+    keys = set()
+    for normalization, value in expected.items():
+        m = load_onnx(data, "tiny.onnx", normalization=normalization)
+        x = m.preprocess(grey)
+        assert x.shape == (1, 3, 16, 16)
+        assert float(x[0, 0, 8, 8]) == pytest.approx(value, rel=1e-5)
+        assert m.model_view(grey).size == (16, 16)
+        keys.add(m.key)
+    assert len(keys) == 4
+    named = load_onnx(data, categories=["a", "b", "c", "d"])
+    assert named.categories == ["a", "b", "c", "d"] and named.key not in keys
+    assert extract(named, grey, ["conv/Conv"]).top_k(1)[0][0] in named.categories
