@@ -118,8 +118,11 @@ def tf2onnx_like(size: int = 32, classes: int = 5) -> onnx.ModelProto:
     return model(nodes, ["unk__12", size, size, 3], ["head"], [kernel], opset=13, input_name="input_1", producer="tf2onnx")
 
 
-def small_cnn(op_after_conv: str = "Relu", channels: int = 3, size: int = 16, opset: int = 17, **attrs: Any) -> onnx.ModelProto:
-    """Conv -> ``op_after_conv`` -> GlobalAveragePool -> Flatten -> Gemm (4 classes)."""
+def small_cnn(
+    op_after_conv: str = "Relu", channels: int = 3, size: int = 16, opset: int = 17, dynamic: bool = False, **attrs: Any
+) -> onnx.ModelProto:
+    """Conv -> ``op_after_conv`` -> Conv -> GlobalAveragePool -> Flatten -> Gemm (4 classes); with ``dynamic``,
+    the input's height and width are left open."""
     rng = np.random.default_rng(0)
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
@@ -134,4 +137,5 @@ def small_cnn(op_after_conv: str = "Relu", channels: int = 3, size: int = 16, op
         tensor("w2", conv_weights(6, 6, 1, 1)), tensor("fc_w", rng.normal(0, 0.5, (4, 6)).astype(np.float32)),
         tensor("fc_b", np.zeros(4, np.float32)),
     ]  # fmt: skip
-    return model(nodes, [1, channels, size, size], ["y"], inits, opset=opset)
+    shape: list[int | str] = ["batch", channels, "height", "width"] if dynamic else [1, channels, size, size]
+    return model(nodes, shape, ["y"], inits, opset=opset)

@@ -23,10 +23,11 @@ from featviz_core.samples import default_sample, list_samples, sample_bytes
 
 from . import cache
 from .errors import guard, log
+from .source_onnx import onnx_section
 from .state import Selection, restore_from_url, url_values, write_url
 
 SOURCES = ("Sample", "Upload", "Camera")
-KINDS = ("ImageNet model", "Your checkpoint", "Demo model")
+KINDS = ("ImageNet model", "Your checkpoint", "Demo model", "ONNX file")
 DEFAULT_ARCH = "resnet18"
 AUTO_ARCH = "Detect automatically"
 
@@ -98,6 +99,8 @@ def _apply_model_spec(spec: str) -> None:
         state["pretrained"] = not (len(parts) > 2 and parts[2] == "random")
     elif parts[0] == "checkpoint":
         state["model_kind"] = KINDS[1]
+    elif parts[0] == "onnx":
+        state["model_kind"] = KINDS[3]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -293,8 +296,8 @@ def _model_section() -> tuple[LoadedModel, str, str | None]:
         KINDS,
         key="model_kind",
         horizontal=False,
-        help="An ImageNet network from torchvision, your own fine-tuned weights, or the small demo network "
-        "that ships with featviz and needs no internet.",
+        help="An ImageNet network from torchvision, your own fine-tuned weights, the small demo network "
+        "that ships with featviz and needs no internet, or an ONNX file from any framework.",
         label_visibility="collapsed",
     )
     model: LoadedModel | None = None
@@ -304,6 +307,9 @@ def _model_section() -> tuple[LoadedModel, str, str | None]:
     elif kind == KINDS[1]:
         model = _checkpoint_section()
         spec = "checkpoint"
+    elif kind == KINDS[3]:
+        model = onnx_section()
+        spec = "onnx"
     else:
         spec = "demo"
     notice = None
@@ -360,7 +366,7 @@ def _prediction_section(selection: Selection) -> None:
             return
         for name, p in top:
             st.progress(min(max(p, 0.0), 1.0), text=f"{name} — {p * 100:.1f}%")
-        if selection.model.source == "checkpoint" and not selection.model.categories:
+        if selection.model.source in ("checkpoint", "onnx") and not selection.model.categories:
             st.caption("Add a class-names file to see names instead of class numbers.")
 
 
