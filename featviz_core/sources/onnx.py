@@ -64,10 +64,10 @@ TOLERANCE = 1e-4
 MIN_SIDE, MAX_SIDE = 8, 2048
 
 NORMALIZATIONS: dict[str, str] = {
-    "imagenet": "ImageNet mean and standard deviation: what most PyTorch and timm models were trained with.",
-    "0-1": "Pixel values divided by 255 (0 to 1), with nothing subtracted.",
-    "-1-1": "Pixel values scaled to -1 to 1: many TensorFlow/Keras and MobileNet-style models.",
-    "0-255": "Raw pixel values (0 to 255): for Keras models whose preprocessing is inside the graph.",
+    "imagenet": "What most PyTorch and timm models were trained with.",
+    "0-1": "Pixel values divided by 255.",
+    "-1-1": "Many TensorFlow/Keras and MobileNet-style models.",
+    "0-255": "Raw pixels: Keras models that scale inside the graph.",
 }
 """The input scalings a user can choose, with one line of help each (ImageNet is the default)."""
 
