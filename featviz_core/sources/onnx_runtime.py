@@ -23,7 +23,7 @@ import torch
 from onnx import ModelProto, ValueInfoProto, helper
 from torch import nn
 
-__all__ = ["MAX_SESSIONS", "OnnxRuntimeModule", "OrtRunner", "placeholder_class"]
+__all__ = ["MAX_SESSIONS", "OnnxRuntimeModule", "OrtRunner", "placeholder_class", "session_options"]
 
 MAX_SESSIONS = 3
 """Sessions kept per model, each for one set of extra outputs (each holds its own copy of the weights)."""
@@ -32,9 +32,12 @@ MAX_SESSIONS = 3
 ort.set_default_logger_severity(3)  # errors only: onnxruntime's warnings are not for the people using featviz
 
 
-def _options() -> ort.SessionOptions:
+def session_options() -> ort.SessionOptions:
+    """featviz's onnxruntime settings: errors only in the log, and worker threads that sleep instead of
+    spinning between runs (on a small shared machine a spinning pool slows every other thread down)."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
@@ -75,7 +78,7 @@ class OrtRunner:
                 data = self._model.SerializeToString()
             finally:
                 del graph.output[count:]
-            session = ort.InferenceSession(data, _options(), providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(data, session_options(), providers=["CPUExecutionProvider"])
             self._sessions[extra] = session
             while len(self._sessions) > self._max:
                 self._sessions.popitem(last=False)
