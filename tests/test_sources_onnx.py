@@ -435,3 +435,62 @@ def test_normalizations_and_preprocessing() -> None:
     named = load_onnx(data, categories=["a", "b", "c", "d"])
     assert named.categories == ["a", "b", "c", "d"] and named.key not in keys
     assert extract(named, grey, ["conv/Conv"]).top_k(1)[0][0] in named.categories
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hooks, sessions, outputs
+
+
+def test_onnxruntime_path_asks_only_for_the_hooked_layers_and_keeps_few_sessions(fallback_model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from featviz_core.sources.onnx_runtime import MAX_SESSIONS
+
+    list_layers(fallback_model)  # the dry run (which asks for every layer) is done once, before
+    runner = fallback_model.module._runner
+    asked: list[tuple[str, ...]] = []
+    real_run = runner.run
+    monkeypatch.setattr(runner, "run", lambda feed, extra=(): asked.append(tuple(extra)) or real_run(feed, extra))
+    image = random_image(20)
+    names = value_names_of(fallback_model)
+    layers = [i.name for i in spatial_layers(fallback_model)][:6]
+    for layer in layers:
+        extract(fallback_model, image, [layer])
+    assert asked == [(names[layer],) for layer in layers]
+    assert len(runner._sessions) <= MAX_SESSIONS
+    fallback_model.module(fallback_model.preprocess(image))
+    assert asked[-1] == ()  # no hook, no extra output
+
+
+def value_names_of(m: LoadedModel) -> dict[str, str]:
+    return {name: outputs[0] for name, outputs in m.module._plan}
+
+
+def test_no_hook_is_left_when_a_forward_pass_fails(fallback_model, resnet_model, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    image = random_image(21)
+    runner = fallback_model.module._runner
+    monkeypatch.setattr(runner, "run", lambda *_a, **_k: (_ for _ in ()).throw(RuntimeError("interrupted")))
+    with pytest.raises(RuntimeError):
+        extract(fallback_model, image, ["conv1/Conv"])
+    assert hook_count(fallback_model.module) == 0
+    block = resnet_model.module.get_submodule("layer3/layer3_0/Add")
+    monkeypatch.setattr(block, "forward", lambda *_a: (_ for _ in ()).throw(RuntimeError("interrupted")))
+    for call in (lambda: extract(resnet_model, image, ["conv1/Conv"]), lambda: gradcam(resnet_model, image, "conv1/Conv")):
+        with pytest.raises(RuntimeError):
+            call()
+        assert hook_count(resnet_model.module) == 0
+    assert not any(m.training for m in resnet_model.module.modules())
+
+
+def test_a_graph_with_two_outputs_returns_a_tuple_and_grey_input() -> None:
+    built = small_cnn(channels=1)
+    built.graph.output.append(helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 6, 16, 16]))
+    m = load_onnx(built.SerializeToString(), "detector.onnx")
+    assert m.input_channels == 1 and m.supports_gradients
+    image = random_image(22, mode="L")
+    assert m.preprocess(image).shape == (1, 1, 16, 16)
+    with torch.no_grad():
+        out = m.module(m.preprocess(image))
+    assert isinstance(out, tuple) and len(out) == 2 and out[1].shape == (1, 6, 16, 16)
+    result = extract(m, image, ["act/Relu"])
+    assert result.probabilities is None and result.activations["act/Relu"].shape == (6, 16, 16)
+    with pytest.raises(CamError, match="one vector of class scores"):
+        gradcam(m, image, "act/Relu")
