@@ -82,7 +82,10 @@ def onnx_section() -> LoadedModel | None:
         st.caption("Upload an .onnx file to use it; the demo model is shown meanwhile.")
         return None
     filename, data = state["_last_onnx"]
-    digest = image_digest(data)
+    known = state.get("_onnx_digest")
+    if known is None or known[0] is not data:  # hash a large file once, not on every rerun
+        state["_onnx_digest"] = known = (data, image_digest(data))
+    digest = known[1]
     try:
         info = cache.onnx_info(digest, data, filename)
         size = _size_inputs(digest, info.suggested_size) if info.dynamic_size else None
