@@ -18,14 +18,18 @@ from featviz_core.sources.onnx_torch import convert
 FLOAT = TensorProto.FLOAT
 
 
-def export(module: torch.nn.Module, size: int = 224, opset: int = 17, dynamo: bool = False, dynamic: bool = False) -> bytes:
+def export(
+    module: torch.nn.Module, size: int = 224, opset: int = 17, dynamo: bool = False, dynamic: bool = False
+) -> bytes:
     """``module`` exported by torch.onnx (legacy exporter with ``dynamo=False``), input named ``image``."""
     buffer = io.BytesIO()
     kwargs: dict[str, Any] = {}
     if dynamic and not dynamo:
         kwargs["dynamic_axes"] = {"image": {0: "batch", 2: "height", 3: "width"}}
     elif dynamic:
-        kwargs["dynamic_shapes"] = ({2: torch.export.Dim("height", min=32, max=512), 3: torch.export.Dim("width", min=32, max=512)},)
+        kwargs["dynamic_shapes"] = (
+            {2: torch.export.Dim("height", min=32, max=512), 3: torch.export.Dim("width", min=32, max=512)},
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -56,7 +60,11 @@ def model(
     built.ir_version = 8
     try:  # typed outputs (the checker wants them), as shape inference finds them
         inferred = onnx.shape_inference.infer_shapes(built)
-        known = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output] if v.type.HasField("tensor_type")}
+        known = {
+            v.name: v
+            for v in [*inferred.graph.value_info, *inferred.graph.output]
+            if v.type.HasField("tensor_type")
+        }
         for output in built.graph.output:
             if output.name in known:
                 output.CopyFrom(known[output.name])
@@ -115,17 +123,32 @@ def tf2onnx_like(size: int = 32, classes: int = 5) -> onnx.ModelProto:
         helper.make_node("Softmax", ["model/head/MatMul:0"], ["head"], name="model/head/Softmax", axis=-1),
     ]  # fmt: skip
     kernel = tensor("model/head/kernel", rng.normal(0, 0.5, (8, classes)).astype(np.float32))
-    return model(nodes, ["unk__12", size, size, 3], ["head"], [kernel], opset=13, input_name="input_1", producer="tf2onnx")
+    return model(
+        nodes,
+        ["unk__12", size, size, 3],
+        ["head"],
+        [kernel],
+        opset=13,
+        input_name="input_1",
+        producer="tf2onnx",
+    )
 
 
 def small_cnn(
-    op_after_conv: str = "Relu", channels: int = 3, size: int = 16, opset: int = 17, dynamic: bool = False, **attrs: Any
+    op_after_conv: str = "Relu",
+    channels: int = 3,
+    size: int = 16,
+    opset: int = 17,
+    dynamic: bool = False,
+    **attrs: Any,
 ) -> onnx.ModelProto:
     """Conv -> ``op_after_conv`` -> Conv -> GlobalAveragePool -> Flatten -> Gemm (4 classes); with ``dynamic``,
     the input's height and width are left open."""
     rng = np.random.default_rng(0)
     nodes = [
-        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node(
+            "Conv", ["x", "w", "b"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1], kernel_shape=[3, 3]
+        ),
         helper.make_node(op_after_conv, ["c"], ["a"], name=f"/act/{op_after_conv}", **attrs),
         helper.make_node("Conv", ["a", "w2"], ["c2"], name="/conv2/Conv", kernel_shape=[1, 1]),
         helper.make_node("GlobalAveragePool", ["c2"], ["p"], name="/pool/GlobalAveragePool"),

@@ -8,12 +8,37 @@ from bench.run import markdown
 
 def test_onnx_bench_smallest_configuration() -> None:
     result = onnx_bench.run(rounds=1, warmup=0)
-    assert set(result["medians_s"]) == {"ort bare", "extract[onnxruntime]", "torch bare", "extract[converted]"}
+    assert set(result["medians_s"]) == {
+        "ort bare",
+        "extract[onnxruntime]",
+        "torch bare",
+        "extract[converted]",
+    }
     assert all(v is not None and v > 0 for v in result["medians_s"].values())
     assert result["extract_ort_over_ort_bare"] > 0 and result["extract_converted_over_torch_bare"] > 0
-    report = {"date": "now", "quick": True, "machine": {}, "results": {"onnx": result}, "seconds": 1.0,
-              "command": "python -m bench.run --only onnx"}
-    report["machine"] = {k: "?" for k in ("cpu", "cores", "usable_cores", "load_average", "python", "torch",
-                                          "torch_threads", "torch_interop_threads", "torchvision", "plotly",
-                                          "streamlit", "numpy")}
+    report = {
+        "date": "now",
+        "quick": True,
+        "machine": {},
+        "results": {"onnx": result},
+        "seconds": 1.0,
+        "command": "python -m bench.run --only onnx",
+    }
+    report["machine"] = {
+        k: "?"
+        for k in (
+            "cpu",
+            "cores",
+            "usable_cores",
+            "load_average",
+            "python",
+            "torch",
+            "torch_threads",
+            "torch_interop_threads",
+            "torchvision",
+            "plotly",
+            "streamlit",
+            "numpy",
+        )
+    }
     assert "### 6 · ONNX files" in markdown(report)

@@ -32,7 +32,12 @@ from tests.test_browser import (
 )
 
 # The server, browser, context and page fixtures of the main browser tests.
-app, browser, context, page = browser_tests.app, browser_tests.browser, browser_tests.context, browser_tests.page
+app, browser, context, page = (
+    browser_tests.app,
+    browser_tests.browser,
+    browser_tests.context,
+    browser_tests.page,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -46,7 +51,9 @@ def upload_onnx(page: Any, name: str, data: bytes) -> None:
     sidebar(page).get_by_text("ONNX file", exact=True).click()
     settle(page)
     box = sidebar(page).get_by_test_id("stFileUploader").filter(has_text="ONNX model")
-    box.locator("input[type=file]").set_input_files({"name": name, "mimeType": "application/octet-stream", "buffer": data})
+    box.locator("input[type=file]").set_input_files(
+        {"name": name, "mimeType": "application/octet-stream", "buffer": data}
+    )
     expect(sidebar(page).get_by_text(f"your ONNX file {name}", exact=False)).to_be_visible()
     settle(page)
 

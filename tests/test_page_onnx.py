@@ -72,8 +72,13 @@ def test_a_bad_file_is_explained_and_the_demo_stays(make_app) -> None:  # type: 
 def test_every_page_works_with_both_kinds_of_onnx_model(make_app) -> None:  # type: ignore[no-untyped-def]
     for data in (PADDLE, small_cnn("ThresholdedRelu", alpha=0.1).SerializeToString()):
         at = onnx_app(make_app, "model.onnx", data)
-        for page in ("pages/where_it_looks.py", "pages/compare.py", "pages/filters.py", "pages/model.py",
-                     "pages/feature_maps.py"):
+        for page in (
+            "pages/where_it_looks.py",
+            "pages/compare.py",
+            "pages/filters.py",
+            "pages/model.py",
+            "pages/feature_maps.py",
+        ):
             at.switch_page(page).run()
             no_exception(at)
             assert not at.error, [e.value for e in at.error]

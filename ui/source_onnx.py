@@ -102,7 +102,9 @@ def onnx_section() -> LoadedModel | None:
         return None
     except Exception:
         log.exception("Unexpected error while loading an ONNX file")
-        st.error("This ONNX file could not be opened. Export the model again as one .onnx file and upload it.")
+        st.error(
+            "This ONNX file could not be opened. Export the model again as one .onnx file and upload it."
+        )
         return None
     if not model.supports_gradients:
         st.caption("⚠️ " + NO_GRADIENTS)
