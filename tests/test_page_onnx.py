@@ -82,3 +82,20 @@ def test_every_page_works_with_both_kinds_of_onnx_model(make_app) -> None:  # ty
             at.switch_page(page).run()
             no_exception(at)
             assert not at.error, [e.value for e in at.error]
+
+
+def test_an_uploaded_onnx_file_is_never_written_to_disk(make_app) -> None:  # type: ignore[no-untyped-def]
+    import tempfile
+
+    from tests.test_privacy import ROOT, contains, snapshot
+
+    data = small_cnn("ThresholdedRelu", alpha=0.123456).SerializeToString()  # onnxruntime runs it
+    marker = data[-48:]
+    roots = (ROOT, Path(tempfile.gettempdir()))
+    before = snapshot(*roots)
+    at = onnx_app(make_app, "private.onnx", data)
+    no_exception(at)
+    assert at.session_state["_selection"].model.source == "onnx"
+    after = snapshot(*roots)
+    changed = [p for p, meta in after.items() if before.get(p) != meta]
+    assert not [p for p in changed if contains(p, marker)]
