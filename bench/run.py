@@ -36,7 +36,7 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         ),
         "memory": lambda: memory.run(uploads=10 if quick else 200, every=5),
         "contention": lambda: contention.run(rounds=1 if quick else 4, children=1 if quick else 2),
-        "onnx": lambda: onnx_bench.run(rounds=3 if quick else 30, warmup=1 if quick else 3),
+        "onnx": lambda: onnx_bench.run(rounds=3 if quick else 60, warmup=1 if quick else 3),
     }
 
 
