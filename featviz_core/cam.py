@@ -167,6 +167,11 @@ def gradcam(
     one vector of class logits, or a class index out of range, raises :class:`CamError`. The model is left
     exactly as it was: no hook, no ``.grad``, same ``requires_grad`` and ``training`` flags, lock released.
     """
+    if not model.supports_gradients:
+        raise CamError(
+            f"Grad-CAM needs gradients, and {model.name} runs outside PyTorch's autograd (its description "
+            "says why); the feature-map pages work for this model."
+        )
     info = layer_info(model, layer, spatial=True)
     # ``inference_mode(False)``: this also works when the caller is inside ``torch.inference_mode()``.
     with torch.inference_mode(False), torch.no_grad():

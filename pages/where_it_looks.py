@@ -34,6 +34,12 @@ page_header("Where it looks", HOW_TO_READ, selection)
 model = selection.model
 state = st.session_state
 
+if not model.supports_gradients:
+    st.info("Grad-CAM needs the model's gradients, and this model runs in onnxruntime, which computes none "
+            "(the model line in the sidebar says why); the Feature maps page shows what each layer sees.",
+            icon=":material/info:")
+    st.stop()
+
 with guard("running the model"):
     result = selection.extraction()
 top = result.top_k(5)
