@@ -41,4 +41,4 @@ def test_onnx_bench_smallest_configuration() -> None:
             "numpy",
         )
     }
-    assert "### 6 · ONNX files" in markdown(report)
+    assert "· ONNX files: extracting one layer" in markdown(report)
