@@ -8,6 +8,9 @@
 """
 
 from .cam import CamError, CamResult, default_cam_layer, gradcam
+from .cam import cam as cam
+from .cam_methods import CAM_METHODS
+from .cam_targets import CamTarget, OutputInfo, describe_outputs, is_classifier
 from .checkpoints import load_checkpoint, parse_class_names
 from .demo import load_demo
 from .errors import FeatvizError, ImageLoadError, LayerError, ModelLoadError
@@ -23,12 +26,17 @@ from .models import (
     weights_are_cached,
 )
 from .samples import Sample, list_samples, sample_bytes
+from .sanity import SanityResult, sanity_check
+
+__version__ = "0.1.0"
 
 __all__ = [
+    "CAM_METHODS",
     "SUPPORTED_EXTENSIONS",
     "ActivationRecorder",
     "CamError",
     "CamResult",
+    "CamTarget",
     "Extraction",
     "FeatvizError",
     "ImageLoadError",
@@ -36,15 +44,20 @@ __all__ = [
     "LayerInfo",
     "LoadedModel",
     "ModelLoadError",
+    "OutputInfo",
     "Sample",
+    "SanityResult",
     "architecture_info",
     "classification_models",
+    "cam",
     "default_cam_layer",
+    "describe_outputs",
     "default_layer",
     "download_weights",
     "extract",
     "gradcam",
     "image_digest",
+    "is_classifier",
     "layer_info",
     "list_layers",
     "list_samples",
@@ -54,6 +67,7 @@ __all__ = [
     "load_torchvision",
     "parse_class_names",
     "sample_bytes",
+    "sanity_check",
     "spatial_layers",
     "weights_are_cached",
 ]
