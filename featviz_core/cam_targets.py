@@ -30,7 +30,9 @@ from .errors import FeatvizError
 from .hooks import ActivationRecorder
 from .models import LoadedModel
 
-__all__ = ["CamError", "CamTarget", "OutputInfo", "describe_outputs", "is_classifier", "target_scores"]
+__all__ = [
+    "CamError", "CamTarget", "OutputInfo", "describe_outputs", "is_classifier", "no_target_reason", "target_scores",
+]
 
 
 class CamError(FeatvizError):
@@ -152,6 +154,23 @@ def is_classifier(model: LoadedModel) -> bool:
     outputs = describe_outputs(model)
     return len(outputs) == 1 and outputs[0].output is None and len(outputs[0].shape) == 2 and (
         outputs[0].shape[0] == 1 and outputs[0].shape[1] > 1 and outputs[0].explainable
+    )
+
+
+def no_target_reason(model: LoadedModel) -> str | None:
+    """One sentence saying why nothing of the model's output can be explained; None when something can."""
+    outputs = describe_outputs(model)
+    if any(info.explainable for info in outputs):
+        return None
+    if not outputs:
+        return (
+            f"{model.name} returns no tensor of numbers, so there is no score whose causes a map could show; "
+            "the Feature maps page still shows what each layer finds."
+        )
+    reasons = "; ".join(f"{info.label.split(' · ')[0]}: {info.why_not}" for info in outputs)
+    return (
+        f"{model.name} gives no score that belongs to one image ({reasons}), so no map can be computed; "
+        "the Feature maps page still shows what each layer finds."
     )
 
 
