@@ -218,7 +218,8 @@ def main() -> None:
                               format_func=lambda m: METHODS[m].title,
                               help="\n\n".join(f"**{METHODS[m].title}**: {METHODS[m].summary}" for m in METHODS))
         st.caption(METHODS[method].summary)
-        opacity = st.slider("Overlay strength", 0.0, 1.0, 0.8, 0.05, key="cam_opacity",
+        state.setdefault("cam_opacity", 0.8)
+        opacity = st.slider("Overlay strength", 0.0, 1.0, step=0.05, key="cam_opacity",
                             help="0 shows only your image, 1 only the map.")
     with left:
         if top:

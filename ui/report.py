@@ -91,7 +91,9 @@ def build_report(request: ReportRequest) -> bytes:
     cam_note: str | None = None
     sanity: SanityResult | None = None
     sanity_note: str | None = None
-    class_index = request.cam_class if top else None
+    # The header (and so this request) is drawn before "Where it looks" sets its defaults in the same run:
+    # resolve them as the page does, so the page's cached results are found.
+    class_index = (request.cam_class if request.cam_class is not None else extraction.top_k_indices(1)[0]) if top else None
     try:
         layer = request.cam_layer or default_cam_layer(model)
         if not top and request.target is None:
