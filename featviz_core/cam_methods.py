@@ -42,7 +42,7 @@ def _relu(x: torch.Tensor) -> torch.Tensor:
 
 class GradCAM(CamMethod):
     name, title = "gradcam", "Grad-CAM"
-    summary = "The classic: each channel weighted by its average gradient for the score."
+    summary = "The classic: each channel weighted by its average gradient."
 
     def channel_weights(self, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         assert g is not None
@@ -51,7 +51,7 @@ class GradCAM(CamMethod):
 
 class GradCAMPlusPlus(CamMethod):
     name, title = "gradcam++", "Grad-CAM++"
-    summary = "Grad-CAM that counts only positive gradients, weighted per place: better when an object appears several times."
+    summary = "Counts positive gradients place by place: better for repeated objects."
 
     def channel_weights(self, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         assert g is not None
@@ -64,7 +64,7 @@ class GradCAMPlusPlus(CamMethod):
 
 class XGradCAM(CamMethod):
     name, title = "xgradcam", "XGrad-CAM"
-    summary = "Grad-CAM with gradients weighted by where the channel is active."
+    summary = "Gradients weighted by where the channel is active."
 
     def channel_weights(self, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         assert g is not None
@@ -75,7 +75,7 @@ class XGradCAM(CamMethod):
 
 class LayerCAM(CamMethod):
     name, title = "layercam", "Layer-CAM"
-    summary = "Positive gradient times activation at each place: finer maps, also at early layers."
+    summary = "Positive gradient × activation at each place: finer, also at early layers."
 
     def cam_map(self, a: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert g is not None
@@ -84,7 +84,7 @@ class LayerCAM(CamMethod):
 
 class HiResCAM(CamMethod):
     name, title = "hirescam", "HiResCAM"
-    summary = "Gradient times activation at each place: shows exactly what adds to the score at this layer."
+    summary = "Gradient × activation at each place: exactly what adds to the score."
 
     def cam_map(self, a: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert g is not None
@@ -93,7 +93,7 @@ class HiResCAM(CamMethod):
 
 class ScoreCAM(CamMethod):
     name, title = "scorecam", "Score-CAM"
-    summary = "Shows the model the image seen through each channel's map and keeps what raises the score; no gradients (slow: one pass per channel)."
+    summary = "Masks the image with each channel's map; no gradients (slow: a pass per channel)."
     uses_gradients = False
     many_passes = True
 
@@ -113,7 +113,7 @@ class ScoreCAM(CamMethod):
 
 class AblationCAM(CamMethod):
     name, title = "ablationcam", "Ablation-CAM"
-    summary = "Switches each channel off in turn and measures how much the score drops; no gradients (slow: one pass per channel)."
+    summary = "Switches each channel off in turn; no gradients (slow: a pass per channel)."
     uses_gradients = False
     many_passes = True
     changes_layer_output = True
@@ -152,7 +152,7 @@ def _first_component(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class EigenCAM(CamMethod):
     name, title = "eigencam", "Eigen-CAM"
-    summary = "The layer's strongest common pattern (first principal component); no gradients, the same for every class."
+    summary = "The layer's main pattern; no gradients, the same for every class."
     uses_gradients = False
 
     def cam_map(self, a: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,7 +161,7 @@ class EigenCAM(CamMethod):
 
 class EigenGradCAM(CamMethod):
     name, title = "eigengradcam", "Eigen-Grad-CAM"
-    summary = "The strongest common pattern of gradient times activation: Eigen-CAM for one class."
+    summary = "The main pattern of gradient × activation: Eigen-CAM for one class."
 
     def cam_map(self, a: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert g is not None

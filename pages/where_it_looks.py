@@ -82,6 +82,17 @@ def _target_picker(selection: Selection) -> CamTarget | None:
     return CamTarget(output=chosen.output, channel=channel)
 
 
+def _cost(cls: type, layer: str, selection: Selection) -> str:
+    """What the chosen method needs and costs, in one line."""
+    channels = next((i.shape[0] for i in selection.layers if i.name == layer and i.shape), 0)
+    if cls.many_passes:
+        return (f"{cls.title}: no gradients; {channels} forward passes of the model (one per channel), computed "
+                "in the background with a progress bar.")
+    if cls.uses_gradients:
+        return f"{cls.title}: uses gradients; one forward and one backward pass."
+    return f"{cls.title}: no gradients; one forward pass."
+
+
 def _progress(job: jobs.Job) -> None:
     what = METHODS[job.label.split(" ")[0]].title if job.label.split(" ")[0] in METHODS else job.label
     if job.running:
@@ -120,10 +131,12 @@ def _slow(key: str, label: str, total: int, fn: Any, *, start: bool) -> Any:
     return None
 
 
-def _overlay(view: Any, result: CamResult, title: str, key: str, filename: str, opacity: float) -> None:
+def _overlay(
+    view: Any, result: CamResult, title: str, key: str, filename: str, opacity: float, height: int | None = None
+) -> None:
     st.plotly_chart(
         figures.overlay_figure(view, result.normalized, opacity=opacity, colorscale="Turbo", zrange=(0.0, 1.0),
-                               title=title, colorbar_title="share of the strongest push (0–1)"),
+                               title=title, colorbar_title="share of the strongest push (0–1)", height=height),
         width="stretch", key=key, config=export.plotly_config(filename),
     )
 
@@ -165,10 +178,10 @@ def _sanity(selection: Selection, result: CamResult, target: CamTarget | None, o
     view = model.model_view(selection.image)
     c1, c2 = st.columns(2)
     with c1:
-        _overlay(view, check.original, "The model", "sanity_model", f"{base}_sanity_model", opacity)
+        _overlay(view, check.original, "The model", "sanity_model", f"{base}_sanity_model", opacity, 420)
     with c2:
         _overlay(view, check.randomized, "The same map, model randomised", "sanity_random",
-                 f"{base}_sanity_randomised", opacity)
+                 f"{base}_sanity_randomised", opacity, 420)
 
 
 def main() -> None:
@@ -215,9 +228,9 @@ def main() -> None:
             "Earlier layers are sharper but less about the class.",
         )
         method = st.selectbox("Which method?", list(CAM_METHODS), key="cam_method",
-                              format_func=lambda m: METHODS[m].title,
+                              format_func=lambda m: CAM_METHODS[m].replace(": ", " — ", 1),
                               help="\n\n".join(f"**{METHODS[m].title}**: {METHODS[m].summary}" for m in METHODS))
-        st.caption(METHODS[method].summary)
+        st.caption(_cost(METHODS[method], cam_layer, selection))
         state.setdefault("cam_opacity", 0.8)
         opacity = st.slider("Overlay strength", 0.0, 1.0, step=0.05, key="cam_opacity",
                             help="0 shows only your image, 1 only the map.")
@@ -250,8 +263,8 @@ def main() -> None:
         _overlay(view, cam_result, f"What drives “{cam_result.class_name}”", "cam_overlay",
                  f"{base}_{method}_{'class' + str(cam_result.class_index) if target is None else target.key}", opacity)
         peak = float(cam_result.cam.max())
-        st.caption(f"{cls.title} at {cam_layer} ({cam_result.shape[1]}×{cam_result.shape[0]} cells), score "
-                   f"{cam_result.score:.3g}. " + ("No area pushes towards this score at this layer." if peak == 0
+        st.caption(f"{cls.title} at {cam_layer} ({cam_result.shape[1]}×{cam_result.shape[0]} cells); the score "
+                   f"explained is {cam_result.score:.3g} (the model's raw output, before probabilities). " + ("No area pushes towards this score at this layer." if peak == 0
                                                   else "1 = the area that pushes hardest; hover for each cell's value."))
     with c2:
         st.plotly_chart(
