@@ -16,11 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import browser, contention, extraction, memory, rendering
+from . import browser, cams, contention, extraction, memory, rendering
 from .common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("extraction", "rendering", "browser", "memory", "contention")
+SECTIONS = ("extraction", "rendering", "browser", "memory", "contention", "cams")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -35,6 +35,7 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         ),
         "memory": lambda: memory.run(uploads=10 if quick else 200, every=5),
         "contention": lambda: contention.run(rounds=1 if quick else 4, children=1 if quick else 2),
+        "cams": lambda: cams.run(rounds=2 if quick else 7, passes=16 if quick else 64),
     }
 
 
@@ -226,7 +227,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += _machine_md(report["machine"])
     writers = {
         "extraction": _extraction_md, "rendering": _rendering_md, "browser": _browser_md,
-        "memory": _memory_md, "contention": _contention_md,
+        "memory": _memory_md, "contention": _contention_md, "cams": lambda r: cams.markdown(r, _ms, _x),
     }
     for name in SECTIONS:
         if name in report["results"]:

@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from featviz_core import CAM_METHODS, cam, load_demo, load_image, sample_bytes
+from featviz_core import CAM_METHODS, cam, load_demo, load_image, load_torchvision, sample_bytes
 from featviz_core.cam import CamError, CamResult
 from featviz_core.cam_methods import METHODS, ScoreCAM
 from featviz_core.hooks import hook_count, parse_layer_name
@@ -341,6 +341,15 @@ def test_a_failing_progress_callback_leaves_nothing_behind(tiny, image, method: 
     snapshot.check()
 
 
+def test_batches_fit_the_memory_budget(resnet18, demo) -> None:
+    from featviz_core.cam import BATCH_MEMORY, auto_batch
+
+    vgg = load_torchvision("vgg16", weights=None)
+    assert auto_batch(resnet18) == 32 and auto_batch(demo) == 32  # the cap
+    assert auto_batch(vgg) == BATCH_MEMORY // (2 * 4 * 64 * 224 * 224) == 10  # features.0: 64×224×224
+    assert ScoreCAM(vgg, "features.28").batch == 10 and ScoreCAM(demo, "block3", batch_size=3).batch == 3
+
+
 def test_score_cam_batches_give_the_same_map_and_progress_counts_them(demo, star) -> None:
     seen: list[tuple[int, int]] = []
     one = ScoreCAM(demo, "block3", batch_size=1).run(star)
@@ -360,13 +369,13 @@ def test_a_concurrent_extract_finishes_during_score_cam(demo, star) -> None:
     waited: list[bool] = []
 
     def progress(done: int, total: int, _preview: object) -> None:
-        if done == 16 and not waited:
+        if 0 < done < total and not waited:  # between two batches
             worker = threading.Thread(target=lambda: finished.append(bool(extract(demo, star, ["block2"]).layers)))
             worker.start()
             worker.join(timeout=120)
             waited.append(not worker.is_alive())
 
-    cam(demo, star, "block3", None, "scorecam", progress=progress)
+    ScoreCAM(demo, "block3", batch_size=16, progress=progress).run(star)
     assert waited == [True] and finished == [True]
     assert lock_is_free(demo) and hook_count(demo.module) == 0
 
@@ -399,3 +408,48 @@ def test_cam_results_say_how_they_were_made(demo, star) -> None:
         assert (result.method, result.class_index, result.class_name) == (method, 2, "triangle")
         assert result.target is not None and result.target.channel == 2 and result.target.output is None
         assert 0 < result.probability < 1 and result.probabilities.shape == (6,)
+
+
+class Permute(nn.Module):
+    def __init__(self, *dims: int) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.dims)
+
+
+class ChannelsLast(nn.Module):
+    """conv -> to (N, H, W, C) -> LayerNorm over channels (a channels-last layer, as in ConvNeXt) -> back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.to_nhwc = Permute(0, 2, 3, 1)
+        self.norm = nn.LayerNorm(6)
+        self.to_nchw = Permute(0, 3, 1, 2)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.to_nchw(self.norm(self.to_nhwc(self.conv(x))))
+        return self.fc(torch.relu(y).mean((2, 3)))
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_a_channels_last_layer_gives_the_map_of_the_same_values_in_channels_first(image, method: str) -> None:
+    """``norm`` outputs (N, H, W, C); ``to_nchw`` outputs the same values as (N, C, H, W): same map."""
+    from featviz_core import layer_info
+
+    model = dataclasses.replace(hand_model(False), module=ChannelsLast().eval(), input_channels=3,
+                                input_size=(10, 14), transform=T.Compose([T.Resize((10, 14)), T.ToTensor()]),
+                                categories=None, key="test:channels-last")
+    assert layer_info(model, "norm").channels_last and not layer_info(model, "to_nchw").channels_last
+    assert layer_info(model, "norm").shape == layer_info(model, "to_nchw").shape == (6, 10, 14)
+    shown = 0
+    for c in range(4):
+        last, first = cam(model, image, "norm", c, method), cam(model, image, "to_nchw", c, method)
+        np.testing.assert_allclose(last.cam, first.cam, rtol=1e-5, atol=1e-6 * max(float(first.cam.max()), 1e-6))
+        np.testing.assert_allclose(last.weights, first.weights, rtol=1e-5, atol=1e-7)
+        shown += int(last.cam.max() > 0)
+    assert shown > 0, "some class has a map that is not empty"
