@@ -5,6 +5,10 @@
     >>> image = load_image(open("photo.jpg", "rb").read(), "photo.jpg")
     >>> layer = default_layer(model)
     >>> maps = extract(model, image, [layer]).activations[layer]        # float32 (C, H, W)
+    >>> where = cam(model, image, default_cam_layer(model), method="gradcam++")
+    >>> check = sanity_check(model, image, where.layer, original=where)   # does it depend on the model?
+
+``featviz_core.cam`` is the function; import the module's names with ``from featviz_core.cam import ...``.
 """
 
 from .cam import CamError, CamResult, default_cam_layer, gradcam
