@@ -16,11 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import browser, cams, contention, extraction, memory, rendering
+from . import browser, cams, contention, device, extraction, memory, rendering, sources
 from .common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("extraction", "rendering", "browser", "memory", "contention", "cams")
+SECTIONS = ("extraction", "sources", "rendering", "browser", "memory", "contention", "device", "cams")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -35,6 +35,8 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         ),
         "memory": lambda: memory.run(uploads=10 if quick else 200, every=5),
         "contention": lambda: contention.run(rounds=1 if quick else 4, children=1 if quick else 2),
+        "sources": lambda: sources.run(rounds=3 if quick else 30, warmup=1 if quick else 2),
+        "device": lambda: device.run(rounds=3 if quick else 30, warmup=1 if quick else 5),
         "cams": lambda: cams.run(rounds=2 if quick else 7, passes=16 if quick else 64),
     }
 
@@ -222,12 +224,50 @@ def _contention_md(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sources_md(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "### 1b · Extraction on every model source (random seeded weights, default layer; medians)",
+        "",
+        f"Target: {r['target']}; {r['rounds']} interleaved rounds.",
+        "",
+        "| source | model | layer | bare ms | extract ms | extract / bare | target |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for row in r["sources"]:
+        lines.append(
+            f"| {row['source']} | {row['model']} | {row['layer']} | {_ms(row['bare_s'])} | {_ms(row['extract_s'])} "
+            f"| {_x(row['extract_over_bare'], 3)} | {_ok(row['pass'])} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _device_md(r: dict[str, Any]) -> list[str]:
+    lines = ["### 6 · Extraction on a CUDA GPU (random weights, 224 px, default layer; medians)", ""]
+    if "skipped" in r:
+        return lines + [f"Skipped: {r['skipped']} — GPU figures are not measured on this machine.", ""]
+    lines += [
+        f"{r['device']}. Target: {r['target']}; both sides synchronize before the clock stops.",
+        "",
+        "| model | layer | forward ms | preprocess + forward ms | extract ms | extract / bare | target |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for m in r["models"]:
+        lines.append(
+            f"| {m['model']} | {m['layer']} | {_ms(m['forward_s'])} | {_ms(m['preprocess_forward_s'])} "
+            f"| {_ms(m['extract_s'])} | {_x(m['extract_over_bare'], 3)} | {_ok(m['pass'])} |"
+        )
+    lines.append("")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"## featviz benchmarks — {report['date']}{' (quick)' if report['quick'] else ''}", ""]
     lines += _machine_md(report["machine"])
     writers = {
         "extraction": _extraction_md, "rendering": _rendering_md, "browser": _browser_md,
-        "memory": _memory_md, "contention": _contention_md, "cams": lambda r: cams.markdown(r, _ms, _x),
+        "memory": _memory_md, "contention": _contention_md, "device": _device_md, "sources": _sources_md,
+        "cams": lambda r: cams.markdown(r, _ms, _x),
     }
     for name in SECTIONS:
         if name in report["results"]:

@@ -15,27 +15,34 @@ from .cam import CamError, CamResult, default_cam_layer, gradcam
 from .cam import cam as cam
 from .cam_methods import CAM_METHODS
 from .cam_targets import CamTarget, OutputInfo, describe_outputs, is_classifier
-from .checkpoints import load_checkpoint, parse_class_names
+from .class_names import parse_class_names
 from .demo import load_demo
 from .errors import FeatvizError, ImageLoadError, LayerError, ModelLoadError
 from .extract import Extraction, extract
 from .hooks import ActivationRecorder, LayerInfo, default_layer, layer_info, list_layers, spatial_layers
 from .images import SUPPORTED_EXTENSIONS, image_digest, load_image
-from .models import (
-    LoadedModel,
-    architecture_info,
-    classification_models,
-    download_weights,
-    load_torchvision,
-    weights_are_cached,
-)
+from .models import NORMALIZATIONS, LoadedModel, Preprocessing
 from .samples import Sample, list_samples, sample_bytes
 from .sanity import SanityResult, sanity_check
+from .sources import (
+    architecture_info,
+    classification_models,
+    download_timm_weights,
+    download_weights,
+    load_checkpoint,
+    load_from_code,
+    load_spec,
+    load_timm,
+    load_torchvision,
+    timm_weights_cached,
+    weights_are_cached,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CAM_METHODS",
+    "NORMALIZATIONS",
     "SUPPORTED_EXTENSIONS",
     "ActivationRecorder",
     "CamError",
@@ -49,6 +56,7 @@ __all__ = [
     "LoadedModel",
     "ModelLoadError",
     "OutputInfo",
+    "Preprocessing",
     "Sample",
     "SanityResult",
     "architecture_info",
@@ -57,6 +65,7 @@ __all__ = [
     "default_cam_layer",
     "describe_outputs",
     "default_layer",
+    "download_timm_weights",
     "download_weights",
     "extract",
     "gradcam",
@@ -67,11 +76,15 @@ __all__ = [
     "list_samples",
     "load_checkpoint",
     "load_demo",
+    "load_from_code",
     "load_image",
+    "load_spec",
+    "load_timm",
     "load_torchvision",
     "parse_class_names",
     "sample_bytes",
     "sanity_check",
     "spatial_layers",
+    "timm_weights_cached",
     "weights_are_cached",
 ]

@@ -1,57 +1,34 @@
-"""Model sources -> :class:`LoadedModel`.
+"""What every model source produces: :class:`LoadedModel`, the one thing pages, jobs and methods take.
 
-Three sources: a torchvision classification architecture (optionally with its pretrained weights,
-downloaded once into the usual torch hub cache), a user's checkpoint (see :mod:`featviz_core.checkpoints`),
-and the bundled offline demo model (see :mod:`featviz_core.demo`).
+The sources live in :mod:`featviz_core.sources` (torchvision, timm, checkpoints and safetensors files,
+ONNX files, a user's own code) and :mod:`featviz_core.demo` (the bundled offline model). Each builds the
+``nn.Module`` in eval mode, its exact preprocessing, class names, input size and channels, provenance and a
+cache key; nothing downstream asks where a model came from.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import logging
-import os
-import shutil
-import socket
-import tempfile
+import statistics
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any
 
 import torch
-import torchvision
 from PIL import Image
 from torch import nn
+from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 from .errors import ModelLoadError
 
 __all__ = [
+    "NORMALIZATIONS",
     "LoadedModel",
-    "ProgressCallback",
-    "classification_models",
-    "download_weights",
-    "load_torchvision",
-    "weights_cache_path",
-    "weights_are_cached",
+    "Preprocessing",
+    "standard_preprocessing",
     "view_transform",
 ]
-
-_log = logging.getLogger("featviz")
-
-ProgressCallback = Callable[[int, int | None], None]
-"""Called as ``progress(bytes_done, bytes_total_or_None)`` while weights download."""
-
-# Architectures whose feature maps are not (N, C, H, W) after their stem: they are listed, but the UI
-# groups them apart because only their convolutional stem gives channel maps.
-_NON_CNN_PREFIXES = ("vit_", "swin_", "maxvit_")
-
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
@@ -124,259 +101,93 @@ def view_transform(
     return _view
 
 
-# ---------------------------------------------------------------------------------------------------
-# torchvision architectures
-
-
-@lru_cache(maxsize=1)
-def classification_models() -> tuple[str, ...]:
-    """Every torchvision classification architecture, by builder name (``resnet18``, ``vgg16`` ...)."""
-    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
-
-
-def is_convolutional(name: str) -> bool:
-    """False for the transformer families whose inner outputs are tokens, not (C, H, W) maps."""
-    return not name.startswith(_NON_CNN_PREFIXES)
-
-
-def _check_name(name: str) -> None:
-    if name not in classification_models():
-        close = [m for m in classification_models() if m.startswith(name[:4])][:5]
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ModelLoadError(
-            f"'{name}' is not a torchvision classification model.{hint} "
-            "Choose one from featviz_core.classification_models()."
-        )
-
-
-def _weights_enum(name: str) -> Any:
-    return torchvision.models.get_model_weights(name)
-
-
-def _resolve_weights(name: str, weights: str | None) -> Any | None:
-    if weights is None:
-        return None
-    enum = _weights_enum(name)
-    try:
-        return enum[weights] if weights != "DEFAULT" else enum.DEFAULT
-    except KeyError:
-        choices = ", ".join(w.name for w in enum)
-        raise ModelLoadError(
-            f"'{weights}' is not a weight set of {name}. Use one of: DEFAULT, {choices}."
-        ) from None
-
-
-def weights_cache_path(name: str, weights: str = "DEFAULT") -> str:
-    """Where torchvision keeps (or would keep) the weight file of ``name`` (honours ``TORCH_HOME``)."""
-    _check_name(name)
-    w = _resolve_weights(name, weights)
-    filename = os.path.basename(urllib.parse.urlparse(w.url).path)
-    return os.path.join(torch.hub.get_dir(), "checkpoints", filename)
-
-
-def weights_are_cached(name: str, weights: str = "DEFAULT") -> bool:
-    """True when the pretrained weights are already on disk, so loading needs no network."""
-    try:
-        return os.path.isfile(weights_cache_path(name, weights))
-    except ModelLoadError:
-        return False
-
-
-def _open_url(url: str, timeout: float) -> Any:
-    """Open ``url`` for reading (a seam for tests that simulate a network)."""
-    request = urllib.request.Request(url, headers={"User-Agent": "featviz"})
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - https URLs from torchvision
-
-
-def _download(url: str, dest: str, progress: ProgressCallback | None, timeout: float = 30.0) -> None:
-    """Download ``url`` to ``dest`` atomically, checking torchvision's hash prefix in the file name."""
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), suffix=".partial")
-    sha = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, _open_url(url, timeout) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            done = 0
-            if progress is not None:
-                progress(0, total)
-            while True:
-                chunk = response.read(1 << 16)
-                if not chunk:
-                    break
-                out.write(chunk)
-                sha.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-        stem = os.path.splitext(os.path.basename(dest))[0]
-        expected = stem.rsplit("-", 1)[-1] if "-" in stem else ""
-        if expected and all(c in "0123456789abcdef" for c in expected):
-            if not sha.hexdigest().startswith(expected):
-                raise ModelLoadError(
-                    f"The downloaded weights for {os.path.basename(dest)} are damaged (checksum mismatch). "
-                    "Try again, or use the offline demo model."
-                )
-        shutil.move(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def download_weights(name: str, weights: str = "DEFAULT", progress: ProgressCallback | None = None) -> str:
-    """Make sure the pretrained weights of ``name`` are in torch's hub cache; return the file's path.
-
-    Nothing is downloaded when the file is already there. Otherwise the file is fetched from torchvision's
-    address, reporting ``progress(done, total)``, checked against the hash in its name, and moved into place
-    only when complete. Any network failure -> :class:`ModelLoadError` saying what to do instead.
-    """
-    _check_name(name)
-    w = _resolve_weights(name, weights)
-    path = weights_cache_path(name, w.name)
-    if os.path.isfile(path):
-        return path
-    try:
-        _download(w.url, path, progress)
-    except ModelLoadError:
-        raise
-    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
-        _log.warning("download of %s failed: %r", w.url, exc)
-        raise ModelLoadError(
-            f"Could not download the pretrained weights of {name}: {_why(exc)}. "
-            "Check the internet connection, or use the offline demo model, or upload your own "
-            f"checkpoint; an administrator can also place the file at {path}."
-        ) from None
-    return path
-
-
-def _why(exc: BaseException) -> str:
-    """A download failure in plain words (the technical detail goes to the log)."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"the server answered {exc.code} {exc.reason}"
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, socket.gaierror):
-        return "this computer could not reach the internet"
-    if isinstance(reason, TimeoutError | socket.timeout):
-        return "the download took too long"
-    if isinstance(reason, ConnectionError):
-        return "the connection was refused or interrupted"
-    if isinstance(exc, OSError) and not isinstance(exc, urllib.error.URLError):
-        return "the file could not be saved in the torch cache"
-    return "the network is not available"
-
-
-def _input_size(transforms: Any) -> tuple[int, int]:
-    crop = getattr(transforms, "crop_size", [224])
-    crop = list(crop)
-    return (crop[0], crop[-1])
-
-
-def load_torchvision(
-    name: str,
-    weights: str | None = "DEFAULT",
-    progress: ProgressCallback | None = None,
-) -> LoadedModel:
-    """A torchvision classification model, with pretrained weights unless ``weights`` is None.
-
-    Pretrained weights are read from torch's hub cache (``$TORCH_HOME/hub/checkpoints``) and downloaded
-    there first when missing, reporting ``progress(done, total)``. No network -> :class:`ModelLoadError`.
-    Preprocessing is exactly ``weights.transforms()`` (for random weights: the default weights' transforms).
-    """
-    _check_name(name)
-    enum = _weights_enum(name)
-    w = _resolve_weights(name, weights)
-    reference = w if w is not None else enum.DEFAULT
-    builder = torchvision.models.get_model_builder(name)
-    if w is not None:
-        path = download_weights(name, w.name, progress)
-        try:
-            module = builder(weights=w, progress=False)
-        except Exception as exc:  # a damaged cache file
-            raise ModelLoadError(
-                f"The cached weights of {name} at {path} could not be read ({type(exc).__name__}). "
-                "Delete that file so it downloads again, or use the offline demo model."
-            ) from None
-        categories = list(w.meta.get("categories") or []) or None
-        provenance = f"torchvision {name}, pretrained weights {w.name}"
-        key = f"torchvision:{name}:{w.name}"
-    else:
-        torch.manual_seed(0)
-        with warnings.catch_warnings():  # googlenet/inception warn about their init scheme
-            warnings.simplefilter("ignore", FutureWarning)
-            module = builder(weights=None)
-        categories = list(reference.meta.get("categories") or []) or None
-        provenance = f"torchvision {name}, random weights (seed 0), not trained"
-        key = f"torchvision:{name}:random"
-    module.eval()
-    transforms = reference.transforms()
-    view = view_transform(
-        getattr(transforms, "resize_size", None),
-        getattr(transforms, "crop_size", [224]),
-        getattr(transforms, "interpolation", TF.InterpolationMode.BILINEAR),
-    )
-    return LoadedModel(
-        module=module,
-        name=name,
-        key=key,
-        categories=categories,
-        input_channels=3,
-        input_size=_input_size(transforms),
-        transform=transforms,
-        view=view,
-        source="torchvision",
-        provenance=provenance,
-        weights=w.name if w is not None else None,
-    )
-
-
-_FAMILIES = (
-    ("wide_resnet", "Wide ResNet"), ("resnext", "ResNeXt"), ("resnet", "ResNet"), ("vgg", "VGG"),
-    ("densenet", "DenseNet"), ("efficientnet_v2", "EfficientNet V2"), ("efficientnet", "EfficientNet"),
-    ("mobilenet", "MobileNet"), ("mnasnet", "MNASNet"), ("regnet", "RegNet"), ("convnext", "ConvNeXt"),
-    ("inception", "Inception"), ("googlenet", "GoogLeNet"), ("shufflenet", "ShuffleNet"),
-    ("squeezenet", "SqueezeNet"), ("alexnet", "AlexNet"), ("vit", "Vision Transformer"),
-    ("swin", "Swin Transformer"), ("maxvit", "MaxViT"),
-)
-
-
-def model_family(name: str) -> str:
-    """The family a torchvision architecture belongs to, for grouping in menus (``resnet18`` -> ``ResNet``)."""
-    for prefix, family in _FAMILIES:
-        if name.startswith(prefix):
-            return family
-    return "Other"
+NORMALIZATIONS: dict[str, tuple[str, tuple[float, float, float], tuple[float, float, float]]] = {
+    "imagenet": ("ImageNet mean and std (most PyTorch and timm models)", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "0-1": ("Pixel values 0 to 1", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    "-1-1": ("Pixel values −1 to 1 (Inception, MobileNet in Keras)", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "0-255": ("Raw pixel values 0 to 255 (Keras models with built-in preprocessing)", (0.0, 0.0, 0.0), (1 / 255,) * 3),
+}
+"""Input scalings a user can choose for a model that does not say (ONNX files, their own code):
+name -> (plain description, per-channel mean, per-channel std) applied to pixels in 0–1."""
 
 
 @dataclass(frozen=True)
-class ArchitectureInfo:
-    """What a menu shows about a torchvision architecture before anything is loaded."""
+class Preprocessing:
+    """How to feed a model that does not say it itself (a user's own class, an ONNX file).
 
-    name: str
-    family: str
-    params: int | None
-    download_mb: float | None
-    top1: float | None
-    convolutional: bool
+    ``input_size`` (H, W); ``normalization`` one of :data:`NORMALIZATIONS` unless ``mean`` and ``std``
+    are given; ``channels`` 1 or 3 (None: from the model's first convolution); ``resize`` the shorter side
+    before the centre crop (None: the crop's size); ``categories`` the class names in output order.
+    A factory given to ``featviz run --model`` may return ``(module, Preprocessing(...))``.
+    """
+
+    input_size: tuple[int, int] | int = (224, 224)
+    normalization: str = "imagenet"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    channels: int | None = None
+    resize: int | None = None
+    categories: tuple[str, ...] | list[str] | None = None
 
     @property
-    def label(self) -> str:
-        bits = [self.name, self.family]
-        if self.params:
-            bits.append(f"{self.params / 1e6:.1f} M parameters")
-        return " · ".join(bits)
+    def size(self) -> tuple[int, int]:
+        size = self.input_size
+        if isinstance(size, int):
+            return (size, size)
+        height, width = (int(v) for v in size)
+        return (height, width)
+
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if self.mean is not None and self.std is not None:
+            return tuple(self.mean), tuple(self.std)
+        if self.normalization not in NORMALIZATIONS:
+            choices = ", ".join(NORMALIZATIONS)
+            raise ModelLoadError(f"'{self.normalization}' is not a normalisation featviz knows; use one of {choices}.")
+        _, mean, std = NORMALIZATIONS[self.normalization]
+        return mean, std
 
 
-def architecture_info(name: str) -> ArchitectureInfo:
-    """Parameters, download size and ImageNet accuracy of ``name``'s default weights (no loading)."""
-    _check_name(name)
-    meta = _weights_enum(name).DEFAULT.meta
-    metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
-    size = meta.get("_file_size")
-    return ArchitectureInfo(
-        name=name,
-        family=model_family(name),
-        params=meta.get("num_params"),
-        download_mb=float(size) if size is not None else None,
-        top1=metrics.get("acc@1"),
-        convolutional=is_convolutional(name),
-    )
+def standard_preprocessing(
+    input_size: tuple[int, int],
+    channels: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    resize: int | None = None,
+    interpolation: TF.InterpolationMode = TF.InterpolationMode.BILINEAR,
+) -> tuple[Callable[[Image.Image], torch.Tensor], Callable[[Image.Image], Image.Image]]:
+    """(transform, view) of the usual eval pipeline: resize the shorter side to ``resize`` (default: the
+    crop's shorter side), centre-crop to ``input_size`` = (H, W), to tensor, normalise with ``mean``/``std``
+    (3 values are averaged to 1 for grey models). ``view`` is the geometric part, for overlays. A non-square
+    input (an OCR model's 48×320) is filled instead: the image is scaled to cover it, then centre-cropped."""
+    if channels not in (1, 3):
+        raise ModelLoadError(
+            f"This model takes {channels} input channels; featviz shows models that take grey (1 channel) "
+            "or colour (3 channels) images."
+        )
+    mean, std = [float(m) for m in mean], [float(s) for s in std]
+    if channels == 1 and len(mean) == 3:
+        mean, std = [statistics.fmean(mean)], [statistics.fmean(std)]
+    if len(mean) != channels or len(std) != channels or any(s == 0 for s in std):
+        raise ModelLoadError(
+            f"The normalisation needs {channels} mean and {channels} non-zero std values, one per input channel."
+        )
+    height, width = (int(v) for v in input_size)
+    if resize is None and height != width:
+        view = _cover_view(height, width, interpolation)
+    else:
+        view = view_transform(resize if resize is not None else height, (height, width), interpolation)
+    transform = T.Compose([view, T.ToTensor(), T.Normalize(mean, std)])
+    return transform, view
+
+
+def _cover_view(
+    height: int, width: int, interpolation: TF.InterpolationMode
+) -> Callable[[Image.Image], Image.Image]:
+    def _view(image: Image.Image) -> Image.Image:
+        scale = max(height / image.height, width / image.width)
+        size = [max(height, round(image.height * scale)), max(width, round(image.width * scale))]
+        resized = TF.resize(image, size, interpolation=interpolation, antialias=True)
+        return TF.center_crop(resized, [height, width])
+
+    return _view

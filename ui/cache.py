@@ -9,6 +9,7 @@ All of it stays in memory: nothing a user uploads is written to disk.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -17,13 +18,22 @@ import threading
 import streamlit as st
 from PIL import Image
 
-from featviz_core import Extraction, LoadedModel, extract, load_torchvision
+from featviz_core import (
+    Extraction,
+    FeatvizError,
+    LoadedModel,
+    extract,
+    load_from_code,
+    load_timm,
+    load_torchvision,
+)
 from featviz_core.cam import CamResult, CamTarget
 from featviz_core.cam import cam as compute_cam
-from featviz_core.checkpoints import load_checkpoint
 from featviz_core.demo import load_demo
+from featviz_core.device import choose_device, place
 from featviz_core.images import load_image
 from featviz_core.sanity import SanityResult, sanity_check
+from featviz_core.sources import load_checkpoint
 
 log = logging.getLogger("featviz")
 
@@ -46,15 +56,44 @@ def _count_forward(kind: str, model_key: str, digest: str, layers: tuple[str, ..
     log.info("featviz forward pass #%d: %s %s image=%s layers=%s", n, kind, model_key, digest[:12], ",".join(layers))
 
 
+def placed(model: LoadedModel) -> LoadedModel:
+    """``model`` on the device this server uses (GPU when there is one); a model that cannot run there stays
+    on the CPU and its provenance says why. A wrong FEATVIZ_DEVICE is logged and the CPU used."""
+    try:
+        target = choose_device()
+    except FeatvizError as exc:
+        log.warning("%s; using the CPU", exc)
+        return model
+    placement = place(model, target)
+    if placement.fallback:
+        return dataclasses.replace(placement.model, provenance=f"{model.provenance} — {placement.fallback}")
+    return placement.model
+
+
 @st.cache_resource(max_entries=MODEL_ENTRIES, show_spinner=False)
 def torchvision_model(name: str, pretrained: bool) -> LoadedModel:
     """A torchvision model; with ``pretrained`` the weights must already be in the cache (see downloads)."""
-    return load_torchvision(name, weights="DEFAULT" if pretrained else None)
+    return placed(load_torchvision(name, weights="DEFAULT" if pretrained else None))
+
+
+@st.cache_resource(max_entries=MODEL_ENTRIES, show_spinner=False)
+def timm_model(name: str, pretrained: bool) -> LoadedModel:
+    """A timm model; with ``pretrained`` the weights must already be in the Hugging Face cache."""
+    return placed(load_timm(name, pretrained=pretrained))
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def code_model(
+    spec: str, weights: str | None, classes: str | None, input_size: tuple[int, int] | None,
+    normalization: str | None,
+) -> LoadedModel:
+    """The model class named on the command line (``--model pkg.module:factory``)."""
+    return placed(load_from_code(spec, weights, classes, input_size=input_size, normalization=normalization))
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
 def demo_model() -> LoadedModel:
-    return load_demo()
+    return placed(load_demo())
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
@@ -62,7 +101,7 @@ def checkpoint_model(
     digest: str, arch: str | None, names_digest: str, _data: bytes, _names: tuple[str, ...] | None, _filename: str
 ) -> LoadedModel:
     """A user's checkpoint, keyed by the digest of its bytes (the bytes themselves are not hashed again)."""
-    return load_checkpoint(_data, arch=arch, categories=list(_names) if _names else None, filename=_filename)
+    return placed(load_checkpoint(_data, arch=arch, categories=list(_names) if _names else None, filename=_filename))
 
 
 @st.cache_data(max_entries=IMAGE_ENTRIES, max_size=IMAGE_BYTES, show_spinner=False)

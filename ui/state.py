@@ -62,6 +62,18 @@ class Selection:
         return self.image_name.rsplit(".", 1)[0] if "." in self.image_name else self.image_name
 
 
+def remember(upload: Any, key: str, *, name: bool = True) -> None:
+    """Keep the bytes of an uploaded file in session memory under ``key``, so they survive the widget being
+    hidden (another image source or model kind); forget them when the user removes the file."""
+    state = st.session_state
+    if upload is not None:
+        state[key] = (upload.name, upload.getvalue()) if name else upload.getvalue()
+        state[key + "_by_widget"] = True
+    elif state.get(key + "_by_widget"):
+        state[key] = None
+        state[key + "_by_widget"] = False
+
+
 def keep_page_state() -> None:
     """Stop Streamlit from forgetting page widgets' values when another page runs."""
     for key in PAGE_KEYS:
