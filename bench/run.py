@@ -1,4 +1,4 @@
-"""Entry point: ``python -m bench.run [--quick] [--only extraction,rendering,browser,memory,contention]``.
+"""Entry point: ``python -m bench.run [--quick] [--only extraction,rendering,browser,memory,contention,onnx]``.
 
 Runs the chosen measurements (all by default), writes ``bench/results/latest.json`` and
 ``bench/results/latest.md`` and prints the Markdown. ``--quick`` uses few rounds (a smoke run, not for
@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from . import browser, cams, contention, device, extraction, memory, rendering, sources
+from . import onnx as onnx_bench
 from .common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("extraction", "sources", "rendering", "browser", "memory", "contention", "device", "cams")
+SECTIONS = ("extraction", "sources", "onnx", "rendering", "browser", "memory", "contention", "device", "cams")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -37,6 +38,7 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         "contention": lambda: contention.run(rounds=1 if quick else 4, children=1 if quick else 2),
         "sources": lambda: sources.run(rounds=3 if quick else 30, warmup=1 if quick else 2),
         "device": lambda: device.run(rounds=3 if quick else 30, warmup=1 if quick else 5),
+        "onnx": lambda: onnx_bench.run(rounds=3 if quick else 60, warmup=1 if quick else 3),
         "cams": lambda: cams.run(rounds=2 if quick else 7, passes=16 if quick else 64),
     }
 
@@ -261,12 +263,35 @@ def _device_md(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _onnx_md(r: dict[str, Any]) -> list[str]:
+    m = r["medians_s"]
+    return [
+        f"### 1c · ONNX files: extracting one layer ({r['model']}, 224 px, layer {r['layer']}; medians)",
+        "",
+        f"{r['rounds']} interleaved rounds; torch threads {r['torch_threads']}. bare = `model.preprocess(image)` + "
+        "the run itself.",
+        "",
+        "| path | bare ms | extract ms | extract / bare | fastest rounds: extract / bare | target |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| onnxruntime (fallback; bare = plain `InferenceSession.run`) | {_ms(m['ort bare'])} "
+        f"| {_ms(m['extract[onnxruntime]'])} | {_x(r['extract_ort_over_ort_bare'], 3)} "
+        f"| {_x(r['extract_ort_over_ort_bare_min'], 3)} | {_ok(r['pass_ort'])} |",
+        f"| converted to PyTorch (bare = forward of the converted module) | {_ms(m['torch bare'])} "
+        f"| {_ms(m['extract[converted]'])} | {_x(r['extract_converted_over_torch_bare'], 3)} "
+        f"| {_x(r['extract_converted_over_torch_bare_min'], 3)} | {_ok(r['pass_converted'])} |",
+        "",
+        f"The converted module's forward takes {_x(r['torch_bare_over_ort_bare'])} onnxruntime's time.",
+        "",
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"## featviz benchmarks — {report['date']}{' (quick)' if report['quick'] else ''}", ""]
     lines += _machine_md(report["machine"])
     writers = {
         "extraction": _extraction_md, "rendering": _rendering_md, "browser": _browser_md,
         "memory": _memory_md, "contention": _contention_md, "device": _device_md, "sources": _sources_md,
+        "onnx": _onnx_md,
         "cams": lambda r: cams.markdown(r, _ms, _x),
     }
     for name in SECTIONS:

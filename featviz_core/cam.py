@@ -243,26 +243,47 @@ class CamMethod:
         ``make_input(start, stop)`` gives the batch of inputs ``start..stop`` (on the model's device);
         ``replace(start, stop, output)``, if given, the layer's output to use instead of ``output`` (same
         layout as the module gives it). The lock is held for one batch; ``progress(done, count, None)`` is
-        called between batches, outside the lock.
+        called between batches, outside the lock. A model that refuses a batch of several images (a graph
+        exported for one image at a time) is run one image at a time.
         """
-        model = self.model
         scores = torch.empty(count, dtype=torch.float64)
         self._report(0, count)
-        with torch.no_grad():
-            for start in range(0, count, self.batch):
-                stop = min(count, start + self.batch)
-                batch = make_input(start, stop)
-                with ActivationRecorder(model.module, [], lock=model.lock):
-                    if replace is None:
-                        output = model.module(batch)
-                    else:
-                        with _on_layer(model.module, self.layer, functools.partial(replace, start, stop)):
-                            output = model.module(batch)
-                values = target_scores(output, self.target, stop - start, model.name)
-                scores[start:stop] = values.detach().to("cpu", torch.float64)
-                del output, batch, values
-                self._report(stop, count)
+        start = 0
+        while start < count:
+            stop = min(count, start + self.batch)
+            try:
+                values = self._batch_scores(make_input, replace, start, stop)
+            except FeatvizError:
+                raise
+            except Exception:
+                if start > 0 or self.batch == 1:
+                    raise
+                # A graph made for one image at a time (common in ONNX files): go on one by one.
+                self.batch = 1
+                continue
+            scores[start:stop] = values
+            start = stop
+            self._report(stop, count)
         return scores
+
+    def _batch_scores(
+        self,
+        make_input: Callable[[int, int], torch.Tensor],
+        replace: Callable[[int, int, torch.Tensor], torch.Tensor] | None,
+        start: int,
+        stop: int,
+    ) -> torch.Tensor:
+        """One batch: inputs ``start..stop`` through the model under its lock, their scores (float64, CPU)."""
+        model = self.model
+        with torch.no_grad():
+            batch = make_input(start, stop)
+            with ActivationRecorder(model.module, [], lock=model.lock):
+                if replace is None:
+                    output = model.module(batch)
+                else:
+                    with _on_layer(model.module, self.layer, functools.partial(replace, start, stop)):
+                        output = model.module(batch)
+            return target_scores(output, self.target, stop - start, model.name).detach().to("cpu", torch.float64)
 
     def _report(self, done: int, total: int) -> None:
         if self.progress is not None:

@@ -46,7 +46,7 @@ sits on the right spot does not mean the prediction is right. For medical images
 pictures explain the *model's* behaviour; they are not a diagnosis.
 """
 
-VERDICT = {"model": st.success, "partly": st.warning, "image": st.error, "empty": st.info}
+VERDICT = {"model": st.success, "partly": st.warning, "image": st.warning, "empty": st.info}
 ICONS = {"model": ":material/check_circle:", "partly": ":material/warning:", "image": ":material/report:",
          "empty": ":material/info:"}
 
@@ -146,6 +146,10 @@ def _sanity(selection: Selection, result: CamResult, target: CamTarget | None, o
     st.subheader("Does this depend on the model?")
     st.caption("The same map on a copy of the model whose layers, from the output down to this layer, get "
                "random weights. The copy is private to this check and freed afterwards.")
+    if not model.supports_gradients:
+        st.info("This check replaces the model's weights inside PyTorch; a model run by onnxruntime cannot be "
+                "checked this way.", icon=":material/info:")
+        return
     method = METHODS[result.method]
     class_index = None if target is not None else result.class_index
     args = (selection.image_digest, model.key, result.layer, class_index, result.method,
@@ -199,8 +203,14 @@ def main() -> None:
     if state.get("_cam_model") != model.key or state.get("cam_layer") not in layer_names:
         state["_cam_model"] = model.key
         state["cam_layer"] = default if default in layer_names else layer_names[-1]
-    if state.get("cam_method") not in METHODS:
-        state["cam_method"] = "gradcam"
+    allowed = [m for m in CAM_METHODS if model.supports_gradients
+               or not (METHODS[m].uses_gradients or METHODS[m].changes_layer_output)]
+    if state.get("cam_method") not in allowed:
+        state["cam_method"] = "gradcam" if "gradcam" in allowed else "eigencam"
+    if not model.supports_gradients:
+        st.info("Grad-CAM needs the model's gradients, and this model runs in onnxruntime, which computes none "
+                "(the model line in the sidebar says why). Score-CAM and Eigen-CAM need none: they are offered "
+                "here instead.", icon=":material/info:")
     top_indices = result.top_k_indices(5)
     if top and (state.get("_cam_for") != (model.key, selection.image_digest) or state.get("cam_class") not in top_indices):
         state["_cam_for"] = (model.key, selection.image_digest)
@@ -227,7 +237,7 @@ def main() -> None:
             help="Deeper layers give the most meaningful maps (default: the last block before the classifier). "
             "Earlier layers are sharper but less about the class.",
         )
-        method = st.selectbox("Which method?", list(CAM_METHODS), key="cam_method",
+        method = st.selectbox("Which method?", allowed, key="cam_method",
                               format_func=lambda m: CAM_METHODS[m].replace(": ", " — ", 1),
                               help="\n\n".join(f"**{METHODS[m].title}**: {METHODS[m].summary}" for m in METHODS))
         st.caption(_cost(METHODS[method], cam_layer, selection))

@@ -453,3 +453,35 @@ def test_a_channels_last_layer_gives_the_map_of_the_same_values_in_channels_firs
         np.testing.assert_allclose(last.weights, first.weights, rtol=1e-5, atol=1e-7)
         shown += int(last.cam.max() > 0)
     assert shown > 0, "some class has a map that is not empty"
+
+
+def test_a_model_run_by_onnxruntime_gets_score_cam_one_image_at_a_time() -> None:
+    """An ONNX graph made for one image at a time, run by onnxruntime: Score-CAM's batches are refused, so it
+    goes on one by one, and its map is the formula's on onnxruntime's own scores."""
+    pytest.importorskip("onnxruntime")
+    from featviz_core import extract, load_onnx
+    from tests.conftest import random_image
+    from tests.onnx_builders import small_cnn
+
+    model = load_onnx(small_cnn("ThresholdedRelu", alpha=0.1).SerializeToString(), "tiny.onnx")
+    assert not model.supports_gradients
+    image, layer = random_image(1), "act/ThresholdedRelu"
+    x = model.preprocess(image)
+    with pytest.raises(Exception, match="dimensions"):
+        model.module(x.repeat(2, 1, 1, 1))  # the graph takes one image only
+    a = extract(model, image, [layer]).activations[layer].astype(np.float64)
+    c = int(extract(model, image, [layer]).top_k_indices(1)[0])
+    masked = []
+    for k in range(a.shape[0]):
+        mask = torch.nn.functional.interpolate(torch.from_numpy(a[None, k:k + 1]), size=x.shape[-2:],
+                                               mode="bilinear", align_corners=True)[0, 0].numpy()
+        masked.append(float(model.module(x * torch.from_numpy(minmax(mask)).float())[0, c]))
+    expected = reference_map("scorecam", a, None, np.array(masked))
+    runner = ScoreCAM(model, layer)
+    assert runner.batch > 1
+    result = runner.run(image)
+    assert runner.batch == 1 and expected.max() > 0
+    np.testing.assert_allclose(result.cam, expected, rtol=1e-5, atol=1e-6 * expected.max())
+    eigen = cam(model, image, layer, None, "eigencam")
+    np.testing.assert_allclose(eigen.cam, reference_map("eigencam", a, None), rtol=1e-5, atol=1e-6)
+    assert hook_count(model.module) == 0 and lock_is_free(model)

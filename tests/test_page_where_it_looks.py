@@ -42,7 +42,7 @@ def test_gradcam_for_the_top_class_and_its_sanity_check(make_app) -> None:
     assert "What drives" in figs[1]["layout"]["title"]["text"]
     check = sanity_check(sel.model, sel.image, layer, top)
     np.testing.assert_array_equal(heat_z(figs[4]).reshape(expected.shape), check.randomized.normalized)
-    assert any(check.verdict == a.value for a in [*at.success, *at.warning, *at.error])
+    assert any(check.verdict == a.value for a in [*at.success, *at.warning, *at.info])
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Rank correlation"] == f"{check.spearman:.2f}" and metrics["SSIM"] == f"{check.ssim:.2f}"
     assert "Does this depend on the model?" in [h.value for h in at.subheader]
@@ -137,7 +137,7 @@ def test_a_model_without_any_score_says_why_in_one_sentence(make_app, not_a_clas
     assert "whole numbers" in info and "Feature maps page" in info
 
 
-def test_a_model_without_gradients_refuses_gradient_methods_only(make_app, monkeypatch) -> None:
+def test_a_model_without_gradients_is_offered_the_methods_that_need_none(make_app, monkeypatch) -> None:
     real = cache.demo_model
 
     def frozen() -> LoadedModel:
@@ -145,9 +145,14 @@ def test_a_model_without_gradients_refuses_gradient_methods_only(make_app, monke
 
     monkeypatch.setattr(cache, "demo_model", frozen)
     at = make_app(page=PAGE)
-    assert any("needs gradients" in e.value for e in at.error)
-    at.selectbox(key="cam_method").set_value("eigencam").run()
     no_exception(at)
-    assert not any("needs gradients" in e.value for e in at.error)
-    assert any("cannot be checked here" in e.value for e in at.error)  # the sanity check needs PyTorch weights
-    assert len(plotly_figures(at)) == 3
+    assert any("Grad-CAM needs the model's gradients" in i.value and "Score-CAM and Eigen-CAM" in i.value
+               for i in at.info)
+    box = at.selectbox(key="cam_method")
+    assert box.value == "eigencam" and box.options == [CAM_METHODS[m].replace(": ", " — ", 1)
+                                                      for m in ("scorecam", "eigencam")]
+    assert any("cannot be checked this way" in i.value for i in at.info)  # the check changes PyTorch weights
+    assert len(plotly_figures(at)) == 3  # probabilities, the map, the mean activation
+    sel = at.session_state["_selection"]
+    expected = cam(sel.model, sel.image, at.session_state["cam_layer"], at.session_state["cam_class"], "eigencam")
+    np.testing.assert_array_equal(heat_z(plotly_figures(at)[1]).reshape(expected.shape), expected.normalized)

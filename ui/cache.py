@@ -34,6 +34,7 @@ from featviz_core.device import choose_device, place
 from featviz_core.images import load_image
 from featviz_core.sanity import SanityResult, sanity_check
 from featviz_core.sources import load_checkpoint
+from featviz_core.sources.onnx import OnnxInfo, inspect_onnx, load_onnx
 
 log = logging.getLogger("featviz")
 
@@ -102,6 +103,29 @@ def checkpoint_model(
 ) -> LoadedModel:
     """A user's checkpoint, keyed by the digest of its bytes (the bytes themselves are not hashed again)."""
     return placed(load_checkpoint(_data, arch=arch, categories=list(_names) if _names else None, filename=_filename))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def onnx_info(digest: str, _data: bytes, _filename: str) -> OnnxInfo:
+    """What an uploaded ONNX file says about its input (keyed by the digest of its bytes)."""
+    return inspect_onnx(_data, _filename)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def onnx_model(
+    digest: str,
+    input_size: tuple[int, int] | None,
+    normalization: str,
+    names_digest: str,
+    _data: bytes,
+    _names: tuple[str, ...] | None,
+    _filename: str,
+) -> LoadedModel:
+    """An uploaded ONNX model, keyed by the digest of its bytes and the settings (never by the bytes)."""
+    return placed(load_onnx(
+        _data, _filename, input_size=input_size, normalization=normalization,
+        categories=list(_names) if _names else None,
+    ))  # fmt: skip
 
 
 @st.cache_data(max_entries=IMAGE_ENTRIES, max_size=IMAGE_BYTES, show_spinner=False)
