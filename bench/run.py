@@ -16,12 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import browser, contention, device, extraction, memory, rendering, sources
+from . import browser, cams, contention, device, extraction, memory, rendering, sources
 from . import onnx as onnx_bench
 from .common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("extraction", "sources", "onnx", "rendering", "browser", "memory", "contention", "device")
+SECTIONS = ("extraction", "sources", "onnx", "rendering", "browser", "memory", "contention", "device", "cams")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -39,6 +39,7 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         "sources": lambda: sources.run(rounds=3 if quick else 30, warmup=1 if quick else 2),
         "device": lambda: device.run(rounds=3 if quick else 30, warmup=1 if quick else 5),
         "onnx": lambda: onnx_bench.run(rounds=3 if quick else 60, warmup=1 if quick else 3),
+        "cams": lambda: cams.run(rounds=2 if quick else 7, passes=16 if quick else 64),
     }
 
 
@@ -291,6 +292,7 @@ def markdown(report: dict[str, Any]) -> str:
         "extraction": _extraction_md, "rendering": _rendering_md, "browser": _browser_md,
         "memory": _memory_md, "contention": _contention_md, "device": _device_md, "sources": _sources_md,
         "onnx": _onnx_md,
+        "cams": lambda r: cams.markdown(r, _ms, _x),
     }
     for name in SECTIONS:
         if name in report["results"]:

@@ -99,6 +99,7 @@ def test_a_file_run_by_onnxruntime_explains_the_missing_grad_cam(page: Any, app:
     page.get_by_test_id("stSidebarNavLink").filter(has_text="Where it looks").click()
     settle(page)
     expect(main(page).get_by_text("Grad-CAM needs the model's gradients", exact=False)).to_be_visible()
-    assert main(page).locator("[data-testid=stPlotlyChart]").count() == 0
+    expect(main(page).get_by_text("Score-CAM and Eigen-CAM need none", exact=False)).to_be_visible()
+    assert main(page).get_by_test_id("stAlertContentError").count() == 0
     no_traceback(page)
     screenshot(page, "onnx-where-it-looks-onnxruntime")

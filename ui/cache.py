@@ -2,7 +2,9 @@
 
 Models: ``st.cache_resource`` (shared by all sessions; each LoadedModel carries its own lock).
 Extractions: ``st.cache_data`` keyed by the image bytes' digest + the model key + the layer names.
-Images: decoded once per digest. All of it stays in memory: nothing a user uploads is written to disk.
+Images: decoded once per digest. Maps (CAM) and sanity checks: keyed by the same digest and model key + the layer,
+the class or target, the method (the slow methods' results live in ui/jobs.py under :func:`cam_key`).
+All of it stays in memory: nothing a user uploads is written to disk.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from featviz_core import (
     load_timm,
     load_torchvision,
 )
-from featviz_core.cam import CamResult, gradcam
+from featviz_core.cam import CamResult, CamTarget
+from featviz_core.cam import cam as compute_cam
 from featviz_core.demo import load_demo
 from featviz_core.device import choose_device, place
 from featviz_core.images import load_image
+from featviz_core.sanity import SanityResult, sanity_check
 from featviz_core.sources import load_checkpoint
 from featviz_core.sources.onnx import OnnxInfo, inspect_onnx, load_onnx
 
@@ -139,10 +143,49 @@ def extraction(
     return extract(_model, _image, list(layers))
 
 
+def cam_key(
+    digest: str, model_key: str, layer: str, class_index: int | None, method: str, target: CamTarget | None
+) -> str:
+    """One string for a map's inputs (cache and job keys): image digest, model, layer, class or target, method."""
+    what = f"class={class_index}" if target is None else f"target={target.key}"
+    return f"{digest}|{model_key}|{layer}|{what}|{method}"
+
+
 @st.cache_data(max_entries=EXTRACTION_ENTRIES, max_size=EXTRACTION_BYTES, show_spinner=False)
 def cam(
-    digest: str, model_key: str, layer: str, class_index: int | None, _model: LoadedModel, _image: Image.Image
+    digest: str,
+    model_key: str,
+    layer: str,
+    class_index: int | None,
+    _model: LoadedModel,
+    _image: Image.Image,
+    method: str = "gradcam",
+    target_key: str = "",
+    _target: CamTarget | None = None,
 ) -> CamResult:
-    """Grad-CAM of one class at one layer (a forward and a backward pass), cached like extractions."""
-    _count_forward("gradcam", model_key, digest, (layer,))
-    return gradcam(_model, _image, layer, class_index)
+    """One class activation map (a forward and, for gradient methods, a backward pass), cached like extractions.
+    ``target_key`` is ``_target.key`` (the target itself is not hashed)."""
+    _count_forward(method, model_key, digest, (layer,))
+    return compute_cam(_model, _image, layer, class_index, method, target=_target)
+
+
+SANITY_ENTRIES = 16
+
+
+@st.cache_data(max_entries=SANITY_ENTRIES, max_size=EXTRACTION_BYTES, show_spinner=False)
+def sanity(
+    digest: str,
+    model_key: str,
+    layer: str,
+    class_index: int | None,
+    method: str,
+    target_key: str,
+    seed: int,
+    _model: LoadedModel,
+    _image: Image.Image,
+    _target: CamTarget | None,
+    _original: CamResult,
+) -> SanityResult:
+    """The sanity check of a map already computed (``_original``): only the randomised copy's map is new."""
+    _count_forward(f"sanity-{method}", model_key, digest, (layer,))
+    return sanity_check(_model, _image, layer, class_index, method, seed=seed, target=_target, original=_original)
