@@ -1,31 +1,20 @@
-"""Model sources -> :class:`LoadedModel`.
+"""What every model source produces: :class:`LoadedModel`, the one thing pages, jobs and methods take.
 
-Three sources: a torchvision classification architecture (optionally with its pretrained weights,
-downloaded once into the usual torch hub cache), a user's checkpoint (see :mod:`featviz_core.checkpoints`),
-and the bundled offline demo model (see :mod:`featviz_core.demo`).
+The sources live in :mod:`featviz_core.sources` (torchvision, timm, checkpoints and safetensors files,
+ONNX files, a user's own code) and :mod:`featviz_core.demo` (the bundled offline model). Each builds the
+``nn.Module`` in eval mode, its exact preprocessing, class names, input size and channels, provenance and a
+cache key; nothing downstream asks where a model came from.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import logging
-import os
-import shutil
-import socket
-import tempfile
+import statistics
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any
 
 import torch
-import torchvision
 from PIL import Image
 from torch import nn
 from torchvision.transforms import functional as TF
@@ -33,25 +22,15 @@ from torchvision.transforms import functional as TF
 from .errors import ModelLoadError
 
 __all__ = [
+    "NORMALIZATIONS",
+    "NORMALIZATION_LABELS",
     "LoadedModel",
-    "ProgressCallback",
-    "classification_models",
-    "download_weights",
-    "load_torchvision",
-    "weights_cache_path",
-    "weights_are_cached",
+    "Normalizer",
+    "Preprocessing",
+    "cover_view",
+    "standard_preprocessing",
     "view_transform",
 ]
-
-_log = logging.getLogger("featviz")
-
-ProgressCallback = Callable[[int, int | None], None]
-"""Called as ``progress(bytes_done, bytes_total_or_None)`` while weights download."""
-
-# Architectures whose feature maps are not (N, C, H, W) after their stem: they are listed, but the UI
-# groups them apart because only their convolutional stem gives channel maps.
-_NON_CNN_PREFIXES = ("vit_", "swin_", "maxvit_")
-
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
@@ -124,259 +103,137 @@ def view_transform(
     return _view
 
 
-# ---------------------------------------------------------------------------------------------------
-# torchvision architectures
+NORMALIZATIONS: dict[str, str] = {
+    "imagenet": "What most PyTorch and timm models were trained with.",
+    "0-1": "Pixel values divided by 255.",
+    "-1-1": "Many TensorFlow/Keras and MobileNet-style models.",
+    "0-255": "Raw pixels: Keras models that scale inside the graph.",
+}
+"""Input scalings a user can choose for a model that does not say (ONNX files, their own code), with one
+line of help each; ImageNet is the default."""
 
+NORMALIZATION_LABELS: dict[str, str] = {
+    "imagenet": "ImageNet mean/std", "0-1": "0 to 1", "-1-1": "-1 to 1", "0-255": "0 to 255 (raw pixels)",
+}  # fmt: skip
 
-@lru_cache(maxsize=1)
-def classification_models() -> tuple[str, ...]:
-    """Every torchvision classification architecture, by builder name (``resnet18``, ``vgg16`` ...)."""
-    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
-
-
-def is_convolutional(name: str) -> bool:
-    """False for the transformer families whose inner outputs are tokens, not (C, H, W) maps."""
-    return not name.startswith(_NON_CNN_PREFIXES)
-
-
-def _check_name(name: str) -> None:
-    if name not in classification_models():
-        close = [m for m in classification_models() if m.startswith(name[:4])][:5]
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ModelLoadError(
-            f"'{name}' is not a torchvision classification model.{hint} "
-            "Choose one from featviz_core.classification_models()."
-        )
-
-
-def _weights_enum(name: str) -> Any:
-    return torchvision.models.get_model_weights(name)
-
-
-def _resolve_weights(name: str, weights: str | None) -> Any | None:
-    if weights is None:
-        return None
-    enum = _weights_enum(name)
-    try:
-        return enum[weights] if weights != "DEFAULT" else enum.DEFAULT
-    except KeyError:
-        choices = ", ".join(w.name for w in enum)
-        raise ModelLoadError(
-            f"'{weights}' is not a weight set of {name}. Use one of: DEFAULT, {choices}."
-        ) from None
-
-
-def weights_cache_path(name: str, weights: str = "DEFAULT") -> str:
-    """Where torchvision keeps (or would keep) the weight file of ``name`` (honours ``TORCH_HOME``)."""
-    _check_name(name)
-    w = _resolve_weights(name, weights)
-    filename = os.path.basename(urllib.parse.urlparse(w.url).path)
-    return os.path.join(torch.hub.get_dir(), "checkpoints", filename)
-
-
-def weights_are_cached(name: str, weights: str = "DEFAULT") -> bool:
-    """True when the pretrained weights are already on disk, so loading needs no network."""
-    try:
-        return os.path.isfile(weights_cache_path(name, weights))
-    except ModelLoadError:
-        return False
-
-
-def _open_url(url: str, timeout: float) -> Any:
-    """Open ``url`` for reading (a seam for tests that simulate a network)."""
-    request = urllib.request.Request(url, headers={"User-Agent": "featviz"})
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - https URLs from torchvision
-
-
-def _download(url: str, dest: str, progress: ProgressCallback | None, timeout: float = 30.0) -> None:
-    """Download ``url`` to ``dest`` atomically, checking torchvision's hash prefix in the file name."""
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), suffix=".partial")
-    sha = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, _open_url(url, timeout) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            done = 0
-            if progress is not None:
-                progress(0, total)
-            while True:
-                chunk = response.read(1 << 16)
-                if not chunk:
-                    break
-                out.write(chunk)
-                sha.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-        stem = os.path.splitext(os.path.basename(dest))[0]
-        expected = stem.rsplit("-", 1)[-1] if "-" in stem else ""
-        if expected and all(c in "0123456789abcdef" for c in expected):
-            if not sha.hexdigest().startswith(expected):
-                raise ModelLoadError(
-                    f"The downloaded weights for {os.path.basename(dest)} are damaged (checksum mismatch). "
-                    "Try again, or use the offline demo model."
-                )
-        shutil.move(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def download_weights(name: str, weights: str = "DEFAULT", progress: ProgressCallback | None = None) -> str:
-    """Make sure the pretrained weights of ``name`` are in torch's hub cache; return the file's path.
-
-    Nothing is downloaded when the file is already there. Otherwise the file is fetched from torchvision's
-    address, reporting ``progress(done, total)``, checked against the hash in its name, and moved into place
-    only when complete. Any network failure -> :class:`ModelLoadError` saying what to do instead.
-    """
-    _check_name(name)
-    w = _resolve_weights(name, weights)
-    path = weights_cache_path(name, w.name)
-    if os.path.isfile(path):
-        return path
-    try:
-        _download(w.url, path, progress)
-    except ModelLoadError:
-        raise
-    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
-        _log.warning("download of %s failed: %r", w.url, exc)
-        raise ModelLoadError(
-            f"Could not download the pretrained weights of {name}: {_why(exc)}. "
-            "Check the internet connection, or use the offline demo model, or upload your own "
-            f"checkpoint; an administrator can also place the file at {path}."
-        ) from None
-    return path
-
-
-def _why(exc: BaseException) -> str:
-    """A download failure in plain words (the technical detail goes to the log)."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"the server answered {exc.code} {exc.reason}"
-    reason = getattr(exc, "reason", exc)
-    if isinstance(reason, socket.gaierror):
-        return "this computer could not reach the internet"
-    if isinstance(reason, TimeoutError | socket.timeout):
-        return "the download took too long"
-    if isinstance(reason, ConnectionError):
-        return "the connection was refused or interrupted"
-    if isinstance(exc, OSError) and not isinstance(exc, urllib.error.URLError):
-        return "the file could not be saved in the torch cache"
-    return "the network is not available"
-
-
-def _input_size(transforms: Any) -> tuple[int, int]:
-    crop = getattr(transforms, "crop_size", [224])
-    crop = list(crop)
-    return (crop[0], crop[-1])
-
-
-def load_torchvision(
-    name: str,
-    weights: str | None = "DEFAULT",
-    progress: ProgressCallback | None = None,
-) -> LoadedModel:
-    """A torchvision classification model, with pretrained weights unless ``weights`` is None.
-
-    Pretrained weights are read from torch's hub cache (``$TORCH_HOME/hub/checkpoints``) and downloaded
-    there first when missing, reporting ``progress(done, total)``. No network -> :class:`ModelLoadError`.
-    Preprocessing is exactly ``weights.transforms()`` (for random weights: the default weights' transforms).
-    """
-    _check_name(name)
-    enum = _weights_enum(name)
-    w = _resolve_weights(name, weights)
-    reference = w if w is not None else enum.DEFAULT
-    builder = torchvision.models.get_model_builder(name)
-    if w is not None:
-        path = download_weights(name, w.name, progress)
-        try:
-            module = builder(weights=w, progress=False)
-        except Exception as exc:  # a damaged cache file
-            raise ModelLoadError(
-                f"The cached weights of {name} at {path} could not be read ({type(exc).__name__}). "
-                "Delete that file so it downloads again, or use the offline demo model."
-            ) from None
-        categories = list(w.meta.get("categories") or []) or None
-        provenance = f"torchvision {name}, pretrained weights {w.name}"
-        key = f"torchvision:{name}:{w.name}"
-    else:
-        torch.manual_seed(0)
-        with warnings.catch_warnings():  # googlenet/inception warn about their init scheme
-            warnings.simplefilter("ignore", FutureWarning)
-            module = builder(weights=None)
-        categories = list(reference.meta.get("categories") or []) or None
-        provenance = f"torchvision {name}, random weights (seed 0), not trained"
-        key = f"torchvision:{name}:random"
-    module.eval()
-    transforms = reference.transforms()
-    view = view_transform(
-        getattr(transforms, "resize_size", None),
-        getattr(transforms, "crop_size", [224]),
-        getattr(transforms, "interpolation", TF.InterpolationMode.BILINEAR),
-    )
-    return LoadedModel(
-        module=module,
-        name=name,
-        key=key,
-        categories=categories,
-        input_channels=3,
-        input_size=_input_size(transforms),
-        transform=transforms,
-        view=view,
-        source="torchvision",
-        provenance=provenance,
-        weights=w.name if w is not None else None,
-    )
-
-
-_FAMILIES = (
-    ("wide_resnet", "Wide ResNet"), ("resnext", "ResNeXt"), ("resnet", "ResNet"), ("vgg", "VGG"),
-    ("densenet", "DenseNet"), ("efficientnet_v2", "EfficientNet V2"), ("efficientnet", "EfficientNet"),
-    ("mobilenet", "MobileNet"), ("mnasnet", "MNASNet"), ("regnet", "RegNet"), ("convnext", "ConvNeXt"),
-    ("inception", "Inception"), ("googlenet", "GoogLeNet"), ("shufflenet", "ShuffleNet"),
-    ("squeezenet", "SqueezeNet"), ("alexnet", "AlexNet"), ("vit", "Vision Transformer"),
-    ("swin", "Swin Transformer"), ("maxvit", "MaxViT"),
-)
-
-
-def model_family(name: str) -> str:
-    """The family a torchvision architecture belongs to, for grouping in menus (``resnet18`` -> ``ResNet``)."""
-    for prefix, family in _FAMILIES:
-        if name.startswith(prefix):
-            return family
-    return "Other"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
-class ArchitectureInfo:
-    """What a menu shows about a torchvision architecture before anything is loaded."""
+class Preprocessing:
+    """How to feed a model that does not say it itself (a user's own class, an ONNX file).
 
-    name: str
-    family: str
-    params: int | None
-    download_mb: float | None
-    top1: float | None
-    convolutional: bool
+    ``input_size`` (H, W); ``normalization`` one of :data:`NORMALIZATIONS` unless ``mean`` and ``std``
+    are given; ``channels`` 1 or 3 (None: from the model's first convolution); ``resize`` the shorter side
+    before the centre crop (None: the crop's size); ``categories`` the class names in output order.
+    A factory given to ``featviz run --model`` may return ``(module, Preprocessing(...))``.
+    """
+
+    input_size: tuple[int, int] | int = (224, 224)
+    normalization: str = "imagenet"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    channels: int | None = None
+    resize: int | None = None
+    categories: tuple[str, ...] | list[str] | None = None
 
     @property
-    def label(self) -> str:
-        bits = [self.name, self.family]
-        if self.params:
-            bits.append(f"{self.params / 1e6:.1f} M parameters")
-        return " · ".join(bits)
+    def size(self) -> tuple[int, int]:
+        size = self.input_size
+        if isinstance(size, int):
+            return (size, size)
+        height, width = (int(v) for v in size)
+        return (height, width)
 
 
-def architecture_info(name: str) -> ArchitectureInfo:
-    """Parameters, download size and ImageNet accuracy of ``name``'s default weights (no loading)."""
-    _check_name(name)
-    meta = _weights_enum(name).DEFAULT.meta
-    metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
-    size = meta.get("_file_size")
-    return ArchitectureInfo(
-        name=name,
-        family=model_family(name),
-        params=meta.get("num_params"),
-        download_mb=float(size) if size is not None else None,
-        top1=metrics.get("acc@1"),
-        convolutional=is_convolutional(name),
-    )
+class Normalizer:
+    """Pixels in 0–1, (C, H, W) -> the model's input scale; exact arithmetic for the fixed scalings
+    (``x * 255`` gives whole numbers, where dividing by 1/255 would not). Picklable, for worker processes."""
+
+    def __init__(self, normalization: str = "imagenet", channels: int = 3,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+        if mean is None or std is None:
+            if normalization not in NORMALIZATIONS:
+                raise ModelLoadError(
+                    f"Unknown normalization '{normalization}'; use one of: {', '.join(NORMALIZATIONS)}."
+                )
+            if normalization == "imagenet":
+                mean, std = IMAGENET_MEAN, IMAGENET_STD
+        self.kind = "affine" if mean is not None and std is not None else normalization
+        if self.kind == "affine":
+            assert mean is not None and std is not None
+            mean_list, std_list = [float(m) for m in mean], [float(v) for v in std]
+            if channels == 1 and len(mean_list) == 3:
+                mean_list, std_list = [statistics.fmean(mean_list)], [statistics.fmean(std_list)]
+            if len(mean_list) != channels or len(std_list) != channels or any(v == 0 for v in std_list):
+                raise ModelLoadError(
+                    f"The normalisation needs {channels} mean and {channels} non-zero std values, one per input "
+                    "channel."
+                )
+            self.mean = torch.tensor(mean_list).reshape(-1, 1, 1)
+            self.std = torch.tensor(std_list).reshape(-1, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "affine":
+            return (x - self.mean) / self.std
+        if self.kind == "-1-1":
+            return x * 2.0 - 1.0
+        if self.kind == "0-255":
+            return x * 255.0
+        return x
+
+
+def cover_view(
+    size: tuple[int, int], interpolation: TF.InterpolationMode = TF.InterpolationMode.BILINEAR
+) -> Callable[[Image.Image], Image.Image]:
+    """Resize so the picture covers ``size`` = (height, width) keeping its aspect ratio, then centre-crop
+    (for a square input: the shorter side to the input's side, as torchvision's eval transforms do)."""
+    return _CoverView(int(size[0]), int(size[1]), interpolation)
+
+
+class _CoverView:
+    def __init__(self, height: int, width: int, interpolation: TF.InterpolationMode) -> None:
+        self.height, self.width, self.interpolation = height, width, interpolation
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        height, width = self.height, self.width
+        scale = max(height / image.height, width / image.width)
+        resized = (max(height, round(image.height * scale)), max(width, round(image.width * scale)))
+        if resized != (image.height, image.width):
+            image = TF.resize(image, list(resized), interpolation=self.interpolation, antialias=True)
+        return TF.center_crop(image, [height, width])
+
+
+class _Standard:
+    def __init__(self, view: Callable[[Image.Image], Image.Image], normalize: Normalizer) -> None:
+        self.view, self.normalize = view, normalize
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.normalize(TF.to_tensor(self.view(image)))
+
+
+def standard_preprocessing(
+    input_size: tuple[int, int],
+    channels: int,
+    *,
+    normalization: str = "imagenet",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    resize: int | None = None,
+    interpolation: TF.InterpolationMode = TF.InterpolationMode.BILINEAR,
+) -> tuple[Callable[[Image.Image], torch.Tensor], Callable[[Image.Image], Image.Image]]:
+    """(transform, view) of the usual eval pipeline for a model that brings no transform of its own: the
+    picture scaled to cover ``input_size`` = (H, W) and centre-cropped (``resize``: the shorter side to that
+    many pixels first, then the crop), to a 0–1 tensor, then ``normalization`` (or ``mean``/``std``).
+    ``view`` is the geometric part, for overlays."""
+    if channels not in (1, 3):
+        raise ModelLoadError(
+            f"This model takes {channels} input channels; featviz shows models that take grey (1 channel) "
+            "or colour (3 channels) images."
+        )
+    height, width = (int(v) for v in input_size)
+    if resize is not None:
+        view = view_transform(resize, (height, width), interpolation)
+    else:
+        view = cover_view((height, width), interpolation)
+    return _Standard(view, Normalizer(normalization, channels, mean, std)), view

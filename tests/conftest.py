@@ -17,7 +17,8 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from featviz_core.models import LoadedModel, load_torchvision, view_transform
+from featviz_core.models import LoadedModel, view_transform
+from featviz_core.sources import load_torchvision
 
 
 class TinyNet(nn.Module):

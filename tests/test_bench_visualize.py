@@ -31,4 +31,4 @@ def test_visualize_benchmark_smallest_configuration() -> None:
               "torch_interop_threads": 1, "torchvision": "v", "plotly": "p", "streamlit": "s", "numpy": "n"},
               "results": {"visualize": result}, "seconds": 1.0, "command": "python -m bench.run"}
     text = bench_run.markdown(report)
-    assert "### 6 · Feature visualization" in text and "| conv1 |" in text
+    assert "### 8 · Feature visualization" in text and "| conv1 |" in text

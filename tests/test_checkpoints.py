@@ -1,4 +1,4 @@
-"""Tests for featviz_core.checkpoints: user checkpoints -> LoadedModel, safely."""
+"""Tests for featviz_core.sources.checkpoint: user checkpoints -> LoadedModel, safely."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from featviz_core import checkpoints
-from featviz_core.checkpoints import load_checkpoint, parse_class_names
+from featviz_core import load_checkpoint, parse_class_names
 from featviz_core.errors import ModelLoadError
-from featviz_core.models import LoadedModel, classification_models
+from featviz_core.models import LoadedModel
+from featviz_core.sources import detect, state_dicts
+from featviz_core.sources.torchvision import classification_models
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
@@ -108,9 +109,11 @@ def test_bare_state_dict(resnet: nn.Module, resnet_bytes: bytes, image: Image.Im
     assert not loaded.module.training
     assert loaded.key.startswith("checkpoint:") and loaded.key.endswith(":resnet18")
     assert len(loaded.key.split(":")[1]) == 16
-    assert loaded.provenance == (
+    assert loaded.provenance.startswith(
         "your checkpoint model.pt — detected architecture resnet18 (3 classes, 3 input channels)"
     )
+    # timm's resnet18 (and its blur-pool variant) have the same keys and shapes: said, not hidden
+    assert loaded.provenance.endswith("choose it in the menu if that is what you trained")
     assert _outputs_equal(resnet, loaded, _fixed_input())
     # preprocessing is the DEFAULT weights' transforms, and Grad-CAM still gets gradients
     x = loaded.preprocess(image)
@@ -297,7 +300,7 @@ def test_every_torchvision_architecture_has_a_distinct_signature() -> None:
     keys and shapes (up to the class count and the input channels)."""
     seen: dict[tuple, str] = {}
     for arch in classification_models():
-        sig = checkpoints._signature(arch)
+        sig = detect.signature(detect.Arch("torchvision", arch))
         assert sig is not None, arch
         assert sig.first_conv is not None and sig.class_keys, arch
         for keys in {sig.keys, sig.keys_without_aux}:
@@ -324,7 +327,7 @@ def test_explicit_wrong_arch(resnet_bytes: bytes) -> None:
 
 
 def test_unknown_arch_name(resnet_bytes: bytes) -> None:
-    with pytest.raises(ModelLoadError, match="not a torchvision classification architecture"):
+    with pytest.raises(ModelLoadError, match="not a torchvision or timm architecture"):
         load_checkpoint(resnet_bytes, arch="resnet19")
 
 
@@ -341,7 +344,7 @@ def test_mismatched_shapes(resnet: nn.Module) -> None:
     with pytest.raises(ModelLoadError) as info:
         load_checkpoint(data)
     message = str(info.value)
-    assert "No torchvision architecture matches" in message
+    assert "No torchvision or timm architecture matches" in message
     assert "closest is resnet18" in message
     assert "Choose the architecture explicitly" in message
 
@@ -359,8 +362,9 @@ def test_custom_model_matches_nothing() -> None:
     with pytest.raises(ModelLoadError) as info:
         load_checkpoint(_save(custom.state_dict()))
     message = str(info.value)
-    assert "No torchvision architecture matches" in message
+    assert "No torchvision or timm architecture matches" in message
     assert "state_dict" in message
+    assert "--model your_module:factory" in message, "a model class of one's own has its own way in"
 
 
 def test_no_weights_in_file() -> None:
@@ -480,8 +484,8 @@ def test_truncated_checkpoint(resnet_bytes: bytes) -> None:
 
 
 def test_size_limit_checked_first(monkeypatch: pytest.MonkeyPatch, resnet_bytes: bytes) -> None:
-    monkeypatch.setattr(checkpoints, "MAX_CHECKPOINT_BYTES", 1000)
-    monkeypatch.setattr(checkpoints, "_torch_load", lambda data: pytest.fail("read an over-limit file"))
+    monkeypatch.setattr(state_dicts, "MAX_CHECKPOINT_BYTES", 1000)
+    monkeypatch.setattr(state_dicts, "_torch_load", lambda data: pytest.fail("read an over-limit file"))
     with pytest.raises(ModelLoadError, match="too large") as info:
         load_checkpoint(resnet_bytes)
     assert "state_dict" in str(info.value)
@@ -491,7 +495,7 @@ def test_unpacked_size_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("archive/data.pkl", b"\0" * 100_000)
-    monkeypatch.setattr(checkpoints, "MAX_CHECKPOINT_BYTES", 50_000)
+    monkeypatch.setattr(state_dicts, "MAX_CHECKPOINT_BYTES", 50_000)
     with pytest.raises(ModelLoadError, match="too large once unpacked"):
         load_checkpoint(buffer.getvalue())
 
@@ -546,10 +550,20 @@ def test_only_model_load_error_escapes(monkeypatch: pytest.MonkeyPatch, resnet_b
     def broken(*args: object) -> None:
         raise KeyError("internal")
 
-    monkeypatch.setattr(checkpoints, "_preprocessing", broken)
+    from featviz_core.sources import checkpoint
+
+    monkeypatch.setattr(checkpoint, "_preprocessing", broken)
     with pytest.raises(ModelLoadError, match="could not be loaded") as info:
         load_checkpoint(resnet_bytes)
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
     with pytest.raises(ModelLoadError):
         load_checkpoint("not bytes")  # type: ignore[arg-type]
+
+
+def test_shipped_torchvision_index_matches_a_fresh_build() -> None:
+    """Detection looks checkpoints up in the shipped index: it must be what the installed torchvision gives
+    (regenerate with `python -m featviz_core.sources.detect` after upgrading torchvision)."""
+    shipped = json.loads(detect.TORCHVISION_INDEX.read_text(encoding="utf-8"))
+    assert shipped["torchvision"] == torchvision.__version__
+    assert shipped["architectures"] == detect.torchvision_fingerprints()

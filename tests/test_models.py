@@ -14,8 +14,8 @@ import torch
 import torchvision
 
 from featviz_core import ModelLoadError, classification_models, load_torchvision
-from featviz_core import models as models_module
-from featviz_core.models import weights_are_cached, weights_cache_path
+from featviz_core.sources import download as models_module
+from featviz_core.sources import weights_are_cached, weights_cache_path
 
 
 @pytest.fixture
@@ -103,14 +103,14 @@ def test_download_reports_progress_and_checks_the_hash(tmp_path, monkeypatch) ->
     monkeypatch.setattr(models_module, "_open_url", lambda url, timeout: FakeResponse(payload))
     seen: list[tuple[int, int | None]] = []
     dest = tmp_path / "checkpoints" / f"net-{digest}.pth"
-    models_module._download("https://example.invalid/net.pth", str(dest), lambda d, t: seen.append((d, t)))
+    models_module.download("https://example.invalid/net.pth", str(dest), lambda d, t: seen.append((d, t)))
     assert dest.read_bytes() == payload
     assert seen[0] == (0, len(payload)) and seen[-1] == (len(payload), len(payload))
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) > 3
 
     damaged = tmp_path / "checkpoints" / "net-00000000.pth"
     with pytest.raises(ModelLoadError, match="damaged"):
-        models_module._download("https://example.invalid/net.pth", str(damaged), None)
+        models_module.download("https://example.invalid/net.pth", str(damaged), None)
     assert not damaged.exists()
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [dest.name]
 

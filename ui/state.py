@@ -18,6 +18,7 @@ from . import cache
 PAGE_KEYS = (
     "channel", "order", "scale", "cmap", "grid_page", "opacity", "cam_layer", "cam_class", "cam_opacity",
     "compare_source", "compare_sample", "filter_layer", "filter_input", "detail_channel_input",
+    "cam_method", "cam_output", "cam_channel", "report_include_image",
     "viz_channel", "viz_objective", "viz_size", "viz_steps", "viz_seed",
 )
 
@@ -67,6 +68,18 @@ class Selection:
     @property
     def image_stem(self) -> str:
         return self.image_name.rsplit(".", 1)[0] if "." in self.image_name else self.image_name
+
+
+def remember(upload: Any, key: str, *, name: bool = True) -> None:
+    """Keep the bytes of an uploaded file in session memory under ``key``, so they survive the widget being
+    hidden (another image source or model kind); forget them when the user removes the file."""
+    state = st.session_state
+    if upload is not None:
+        state[key] = (upload.name, upload.getvalue()) if name else upload.getvalue()
+        state[key + "_by_widget"] = True
+    elif state.get(key + "_by_widget"):
+        state[key] = None
+        state[key + "_by_widget"] = False
 
 
 def keep_page_state() -> None:

@@ -1,0 +1,83 @@
+"""Sidebar, model source "Your checkpoint": a state dict, training checkpoint or safetensors file of a
+torchvision or timm architecture (detected automatically), with an optional class-names file."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+import streamlit as st
+
+from featviz_core import FeatvizError, LoadedModel
+from featviz_core.class_names import parse_class_names
+from featviz_core.images import image_digest
+from featviz_core.sources.timm_catalog import architectures as timm_architectures
+from featviz_core.sources.torchvision import classification_models
+
+from . import cache
+from .errors import guard, log
+from .state import remember
+
+AUTO_ARCH = "Detect automatically"
+
+
+@lru_cache(maxsize=1)
+def arch_choices() -> tuple[str, ...]:
+    """The architecture menu: automatic, torchvision's names, then timm's (as ``timm:name``)."""
+    timm_names = sorted(f"timm:{arch.name}" for arch in timm_architectures(maps_only=True))
+    return (AUTO_ARCH, *classification_models(), *timm_names)
+
+
+def _arch_label(choice: str) -> str:
+    return f"{choice[5:]} (timm)" if choice.startswith("timm:") else choice
+
+
+def class_names_upload(key: str, remember_key: str) -> tuple[tuple[str, ...] | None, str]:
+    """An optional class-names file: (names or None, a digest of them for cache keys)."""
+    names_file = st.file_uploader(
+        "Class names (.txt, optional)", type=["txt", "json"], key=key,
+        help="One class name per line, in the order of the model's outputs, so predictions read as words.",
+    )
+    remember(names_file, remember_key, name=False)
+    state = st.session_state
+    if not state.get(remember_key):
+        return None, ""
+    with guard("reading the class names", stop=False):
+        names = tuple(parse_class_names(state[remember_key]))
+        return names, hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+    return None, ""
+
+
+def section() -> tuple[LoadedModel | None, str]:
+    upload = st.file_uploader(
+        "Weights file (.pt, .pth, .bin or .safetensors)",
+        type=["pt", "pth", "bin", "ckpt", "safetensors"],
+        key="ckpt_file",
+        help="Weights you fine-tuned from a torchvision or timm architecture: a state dict saved with "
+        "torch.save(model.state_dict(), 'model.pt'), a training checkpoint, or a .safetensors file. Only "
+        "tensors are read; code in the file never runs. The file stays in memory, never on disk.",
+    )
+    choices = arch_choices()
+    arch_choice = st.selectbox(
+        "Architecture", choices, key="ckpt_arch", format_func=_arch_label,
+        help="Leave on automatic: featviz matches the file's layer names and shapes against every torchvision "
+        "and timm architecture.",
+    )
+    remember(upload, "_last_ckpt")  # kept in memory so switching model kinds does not lose it
+    names, names_key = class_names_upload("ckpt_names", "_last_names")
+    state = st.session_state
+    if not state.get("_last_ckpt"):
+        st.caption("Upload a weights file to use it; the demo model is shown meanwhile.")
+        return None, "checkpoint"
+    filename, data = state["_last_ckpt"]
+    arch = None if arch_choice == AUTO_ARCH else arch_choice
+    try:
+        with st.spinner("Reading the weights and finding their architecture…"):
+            return cache.checkpoint_model(image_digest(data), arch, names_key, data, names, filename), "checkpoint"
+    except FeatvizError as exc:
+        st.error(str(exc))
+    except Exception:
+        log.exception("Unexpected error while loading a checkpoint")
+        st.error("This checkpoint could not be read. Save a state dict with "
+                 "torch.save(model.state_dict(), 'model.pt') and upload that file.")
+    return None, "checkpoint"

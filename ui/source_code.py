@@ -1,0 +1,39 @@
+"""Sidebar, model source "Your code": the model class named on the command line (``--model pkg.mod:factory``).
+
+Shown only when the server was started with one: code is never taken from the browser.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from featviz_core import FeatvizError, LoadedModel
+
+from . import cache
+from .cli import Options, options
+from .errors import log
+
+
+def available() -> Options | None:
+    """The command line's model settings, or None when no model was given there."""
+    found = options()
+    return found if found.model else None
+
+
+def section() -> tuple[LoadedModel | None, str]:
+    found = available()
+    if found is None:  # pragma: no cover - the kind is only offered when a model was given
+        st.caption("Start featviz with --model package.module:factory to see your own model here.")
+        return None, "code"
+    st.caption(f"From the command line: `{found.model}`" + (f" with `{found.weights}`" if found.weights else ""))
+    try:
+        with st.spinner(f"Building {found.model}…"):
+            model = cache.code_model(found.model, found.weights, found.classes, found.input_size,
+                                     found.normalization)
+        return model, "code"
+    except FeatvizError as exc:
+        st.error(str(exc))
+    except Exception:
+        log.exception("Unexpected error while building %s", found.model)
+        st.error(f"{found.model} could not be built; the details were written to the server log.")
+    return None, "code"

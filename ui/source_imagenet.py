@@ -1,0 +1,195 @@
+"""Sidebar, model source "ImageNet model": torchvision's and timm's architectures, pretrained or random.
+
+Pretrained weights are fetched only when the user presses Download (or, for resnet18 on a hosted app,
+with FEATVIZ_AUTO_DOWNLOAD=1), with a progress bar, into the usual caches (torch hub, Hugging Face hub).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from functools import lru_cache
+
+import streamlit as st
+
+from featviz_core import FeatvizError, LoadedModel
+from featviz_core.sources import download_timm_weights, timm_weights_cached
+from featviz_core.sources.download import ProgressCallback, offline
+from featviz_core.sources.timm_catalog import architectures as timm_architectures
+from featviz_core.sources.torchvision import (
+    architecture_info,
+    classification_models,
+    download_weights,
+    is_convolutional,
+    weights_are_cached,
+)
+
+from . import cache
+from .errors import guard
+
+LIBRARIES = ("torchvision", "timm")
+DEFAULT_ARCH = "resnet18"
+DEFAULT_TIMM = "resnet50.a1_in1k"
+
+
+def auto_download() -> bool:
+    """FEATVIZ_AUTO_DOWNLOAD=1: the first view may fetch resnet18's weights without a click (for hosting)."""
+    return not offline() and os.environ.get("FEATVIZ_AUTO_DOWNLOAD", "") not in ("", "0", "false")
+
+
+def cnn_architectures() -> list[str]:
+    """torchvision's convolutional classifiers, grouped by family, the usual ones first."""
+    names = [n for n in classification_models() if is_convolutional(n)]
+    return sorted(names, key=lambda n: (architecture_info(n).family, n))
+
+
+def _arch_label(name: str) -> str:
+    info = architecture_info(name)
+    size = f" · {info.download_mb:.0f} MB" if info.download_mb else ""
+    return f"{info.family} · {name}{size}"
+
+
+@lru_cache(maxsize=1)
+def timm_choices() -> tuple[tuple[str, ...], dict[str, str], dict[str, int | None]]:
+    """timm's pretrained weight tags of every family that gives feature maps, grouped by family:
+    (names, labels, parameter counts)."""
+    import timm
+
+    by_arch = {arch.name: arch for arch in timm_architectures(maps_only=True)}
+    tags = [t for t in timm.list_pretrained() if t.split(".")[0] in by_arch]
+    tags.sort(key=lambda t: (by_arch[t.split(".")[0]].title, t))
+    labels, params = {}, {}
+    for tag in tags:
+        arch = by_arch[tag.split(".")[0]]
+        count = f" · {arch.params / 1e6:.1f} M parameters" if arch.params else ""
+        labels[tag] = f"{arch.title} · {tag}{count}"
+        params[tag] = arch.params
+    return tuple(tags), labels, params
+
+
+def _download_with_progress(label: str, size: str, fetch: Callable[[ProgressCallback], object]) -> None:
+    bar = st.progress(0.0, text=f"Downloading {label} weights ({size})…")
+    last = [0.0]
+
+    def progress(done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if total and (now - last[0] > 0.1 or done >= total):
+            last[0] = now
+            bar.progress(min(done / total, 1.0), text=f"Downloading {label}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+
+    try:
+        fetch(progress)
+    finally:
+        bar.empty()
+
+
+def _weights_gate(label: str, size: str, cached: bool, fetch: Callable[[ProgressCallback], object],
+                  where: str, auto: bool = False) -> bool:
+    """True when the weights are on this machine (downloading them if the user presses the button)."""
+    if cached:
+        return True
+    if offline():
+        st.warning(f"{label}'s weights are not on this machine and downloads are switched off here.")
+        return False
+    if auto or st.button(
+        f"Download {label} weights ({size})",
+        help=f"Fetches the official weights once from {where} and keeps them in the cache on this server. "
+        "Nothing else is ever downloaded, and your images never leave this computer.",
+        type="primary",
+    ):
+        try:
+            _download_with_progress(label, size, fetch)
+        except FeatvizError as exc:
+            st.error(str(exc))
+            return False
+        return True
+    st.caption(f"{label}'s pretrained weights are not downloaded yet.")
+    return False
+
+
+def _torchvision() -> tuple[LoadedModel | None, str]:
+    state = st.session_state
+    archs = cnn_architectures()
+    if state.get("arch") not in archs:
+        state["arch"] = DEFAULT_ARCH
+    arch = st.selectbox(
+        "Architecture", archs, key="arch", format_func=_arch_label,
+        help="Any convolutional network from torchvision. Type to search (e.g. “resnet”, “efficient”).",
+    )
+    pretrained = _pretrained_toggle()
+    spec = f"tv:{arch}" + ("" if pretrained else ":random")
+    if not pretrained:
+        with guard("building the model"), st.spinner(f"Building {arch}…"):
+            return cache.torchvision_model(arch, False), spec
+    info = architecture_info(arch)
+    size = f"{info.download_mb:.0f} MB" if info.download_mb else "a file"
+    auto = auto_download() and arch == DEFAULT_ARCH and not state.get("_auto_tried")
+    if auto:
+        state["_auto_tried"] = True
+    if not _weights_gate(arch, size, weights_are_cached(arch), lambda p: download_weights(arch, progress=p),
+                         "download.pytorch.org", auto=auto):
+        return None, spec
+    with guard("loading the model"), st.spinner(f"Loading {arch}…"):
+        return cache.torchvision_model(arch, True), spec
+    return None, spec  # pragma: no cover - guard stops the script
+
+
+def _timm() -> tuple[LoadedModel | None, str]:
+    state = st.session_state
+    tags, labels, params = timm_choices()
+    if state.get("timm_name") not in labels:
+        state["timm_name"] = DEFAULT_TIMM if DEFAULT_TIMM in labels else tags[0]
+    name = st.selectbox(
+        "timm model", tags, key="timm_name", format_func=labels.get,
+        help="Every timm (PyTorch Image Models) network whose layers give feature maps, by family, with its "
+        "pretrained versions (after the dot: how it was trained). Type to search (e.g. “convnext”).",
+    )
+    pretrained = _pretrained_toggle()
+    spec = f"timm:{name}" + ("" if pretrained else ":random")
+    if not pretrained:
+        with guard("building the model"), st.spinner(f"Building {name}…"):
+            return cache.timm_model(name, False), spec
+    count = params.get(name)
+    size = f"about {count * 4 / 1e6:.0f} MB" if count else "a file"
+    if not _weights_gate(name, size, timm_weights_cached(name), lambda p: download_timm_weights(name, p),
+                         "the Hugging Face hub"):
+        return None, spec
+    with guard("loading the model"), st.spinner(f"Loading {name}…"):
+        return cache.timm_model(name, True), spec
+    return None, spec  # pragma: no cover - guard stops the script
+
+
+def _pretrained_toggle() -> bool:
+    st.session_state.setdefault("pretrained", True)
+    return bool(st.toggle(
+        "Pretrained ImageNet weights", key="pretrained",
+        help="On: the network as trained on ImageNet's photos. Off: the same network with random weights, "
+        "useful to see what training changed.",
+    ))
+
+
+def section() -> tuple[LoadedModel | None, str]:
+    """The ImageNet-model chooser; returns (the model or None while not ready, its link spec)."""
+    state = st.session_state
+    if state.get("library") not in LIBRARIES:
+        state["library"] = LIBRARIES[0]
+    library = st.segmented_control(
+        "Library", LIBRARIES, key="library",
+        help="torchvision: PyTorch's own 80 classifiers. timm: PyTorch Image Models, over a thousand "
+        "pretrained networks (ConvNeXt, EfficientNet, RegNet, NFNet ...).",
+    ) or LIBRARIES[0]
+    return _timm() if library == "timm" else _torchvision()
+
+
+def apply_spec(parts: list[str]) -> bool:
+    """Restore this source's widgets from a link's model spec (``tv:resnet18``, ``timm:x.y:random``)."""
+    state = st.session_state
+    if parts[0] == "tv" and len(parts) >= 2 and parts[1] in classification_models():
+        state["library"], state["arch"] = "torchvision", parts[1]
+    elif parts[0] == "timm" and len(parts) >= 2:
+        state["library"], state["timm_name"] = "timm", parts[1]
+    else:
+        return False
+    state["pretrained"] = not (len(parts) > 2 and parts[2] == "random")
+    return True
