@@ -1,4 +1,4 @@
-"""Entry point: ``python -m bench.run [--quick] [--only extraction,rendering,browser,memory,contention,onnx]``.
+"""Entry point: ``python -m bench.run [--quick] [--only extraction,rendering,browser,memory,contention,onnx,visualize]``.
 
 Runs the chosen measurements (all by default), writes ``bench/results/latest.json`` and
 ``bench/results/latest.md`` and prints the Markdown. ``--quick`` uses few rounds (a smoke run, not for
@@ -18,10 +18,11 @@ from typing import Any
 
 from . import browser, cams, contention, device, extraction, memory, rendering, sources
 from . import onnx as onnx_bench
+from . import visualize as visualization
 from .common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("extraction", "sources", "onnx", "rendering", "browser", "memory", "contention", "device", "cams")
+SECTIONS = ("extraction", "sources", "onnx", "rendering", "browser", "memory", "contention", "device", "cams", "visualize")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -40,6 +41,8 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         "device": lambda: device.run(rounds=3 if quick else 30, warmup=1 if quick else 5),
         "onnx": lambda: onnx_bench.run(rounds=3 if quick else 60, warmup=1 if quick else 3),
         "cams": lambda: cams.run(rounds=2 if quick else 7, passes=16 if quick else 64),
+        "visualize": lambda: visualization.run(rounds=1 if quick else 5, steps=8 if quick else 32,
+                                               full_steps=32 if quick else 256),
     }
 
 
@@ -285,6 +288,38 @@ def _onnx_md(r: dict[str, Any]) -> list[str]:
     ]
 
 
+def _visualize_md(r: dict[str, Any]) -> list[str]:
+    full = r["full_run"]
+    lines = [
+        f"### 8 · Feature visualization ({r['model']}, {r['size']} px, medians)",
+        "",
+        f"Full run: `visualize(model, \"{full['layer']}\", 0)` with {full['steps']} steps took "
+        f"**{_s(full['seconds'])} s** wall-clock (best of {len(full['all_runs_s'])}: "
+        f"{', '.join(_s(t) for t in full['all_runs_s'])} s; {_s(full['cpu_seconds'])} CPU-seconds; target ≤ "
+        f"{full['target_s']:.0f} s: {_ok(full['pass'])}). The model sees {r['transformed_size']} px (the picture "
+        "plus the random moves' border).",
+        "",
+        "CPU = CPU-seconds of the process per step (all threads): it barely changes when other work shares the "
+        "cores, so the two ratios are computed from it; wall-clock ratios in brackets.",
+        "",
+        "| target layer | ms / step wall (p25–p75) | steps / s | 256 steps s | CPU ms / step | no early stop CPU ms "
+        "| early stop speed-up | without robustness CPU ms | robustness share of a step (≤ 15 %) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for d in r["by_depth"]:
+        share = "–" if d["robustness_overhead"] is None else f"{d['robustness_overhead'] * 100:.1f} %"
+        wall = "–" if d["robustness_overhead_wall"] is None else f"{d['robustness_overhead_wall'] * 100:.1f} %"
+        lines.append(
+            f"| {d['layer']} | {_ms(d['step_s'])} ({_ms(d['step_p25_s'])}–{_ms(d['step_p75_s'])}) "
+            f"| {d['steps_per_s']:.1f} | {_s(d['projected_256_s'])} | {_ms(d['cpu_step_s'])} "
+            f"| {_ms(d['cpu_no_early_stop_step_s'])} | {_x(d['early_stop_speedup'])} ({_x(d['early_stop_speedup_wall'])}) "
+            f"| {_ms(d['cpu_no_robustness_step_s'])} | {share} ({wall}) {_ok(d['robustness_pass'])} |"
+        )
+    lines += ["", f"{r['rounds']} interleaved rounds of {r['steps_per_variant']} steps per variant; torch threads "
+              f"{r['torch_threads']}, OMP_WAIT_POLICY {r['omp_wait_policy']}.", ""]
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"## featviz benchmarks — {report['date']}{' (quick)' if report['quick'] else ''}", ""]
     lines += _machine_md(report["machine"])
@@ -292,7 +327,7 @@ def markdown(report: dict[str, Any]) -> str:
         "extraction": _extraction_md, "rendering": _rendering_md, "browser": _browser_md,
         "memory": _memory_md, "contention": _contention_md, "device": _device_md, "sources": _sources_md,
         "onnx": _onnx_md,
-        "cams": lambda r: cams.markdown(r, _ms, _x),
+        "cams": lambda r: cams.markdown(r, _ms, _x), "visualize": _visualize_md,
     }
     for name in SECTIONS:
         if name in report["results"]:

@@ -40,6 +40,7 @@ from .sources import (
     timm_weights_cached,
     weights_are_cached,
 )
+from .visualize import OBJECTIVES, Visualization, VisualizeError, visualize
 
 __version__ = "0.1.0"
 
@@ -58,10 +59,13 @@ __all__ = [
     "LayerInfo",
     "LoadedModel",
     "ModelLoadError",
+    "OBJECTIVES",
     "OutputInfo",
     "Preprocessing",
     "OnnxInfo",
     "Sample",
+    "Visualization",
+    "VisualizeError",
     "SanityResult",
     "architecture_info",
     "classification_models",
@@ -92,5 +96,6 @@ __all__ = [
     "sanity_check",
     "spatial_layers",
     "timm_weights_cached",
+    "visualize",
     "weights_are_cached",
 ]

@@ -10,7 +10,7 @@ from featviz_core import export, figures, stats
 from ui.errors import guard
 from ui.router import ensure_routed
 from ui.sidebar import page_header
-from ui.state import Selection, current, url_values, write_url
+from ui.state import Selection, current, request, url_values, write_url
 from ui.widgets import page_picker, page_slice
 
 ensure_routed()
@@ -88,6 +88,11 @@ def _detail(
                 + f"_channel{channel}_overlay"),
             key="detail_overlay",
         )
+        if st.button(f"What does channel {channel} respond to?", icon=":material/palette:", key="detail_responds_to",
+                     help="Makes a picture that this channel responds to most (a few seconds), on the page "
+                     "“What it responds to”."):
+            request(viz_channel=channel, _viz_autostart=True)
+            st.switch_page("pages/responds_to.py")
     with right:
         st.plotly_chart(
             figures.channel_figure(one, colorscale=cmap, zrange=zrange,

@@ -22,6 +22,7 @@ ICON = str(Path(__file__).with_name("icon.png"))  # bundled: no icon font fetche
 
 PAGES = (
     ("pages/feature_maps.py", "Feature maps", ":material/grid_view:"),
+    ("pages/responds_to.py", "What it responds to", ":material/palette:"),
     ("pages/where_it_looks.py", "Where it looks", ":material/visibility:"),
     ("pages/compare.py", "Compare", ":material/compare:"),
     ("pages/filters.py", "Filters", ":material/blur_on:"),

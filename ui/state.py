@@ -19,6 +19,7 @@ PAGE_KEYS = (
     "channel", "order", "scale", "cmap", "grid_page", "opacity", "cam_layer", "cam_class", "cam_opacity",
     "compare_source", "compare_sample", "filter_layer", "filter_input", "detail_channel_input",
     "cam_method", "cam_output", "cam_channel", "report_include_image",
+    "viz_channel", "viz_objective", "viz_size", "viz_steps", "viz_seed",
 )
 
 # Query parameters of a shareable link, and the session keys they restore.
@@ -30,7 +31,14 @@ URL_KEYS = {
     "order": "order",
     "scale": "scale",
     "cmap": "cmap",
+    "vchannel": "viz_channel",
+    "vobjective": "viz_objective",
+    "vsize": "viz_size",
+    "vsteps": "viz_steps",
+    "vseed": "viz_seed",
 }
+INT_KEYS = frozenset({"channel", "viz_channel", "viz_size", "viz_steps", "viz_seed"})
+"""Session keys whose link value is a whole number."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ def restore_from_url() -> None:
         value = params.get(param)
         if value is None or value == "":
             continue
-        if key == "channel":
+        if key in INT_KEYS:
             if value.isdigit():
                 st.session_state[key] = int(value)
             continue
@@ -123,6 +131,12 @@ def url_values(selection: Selection) -> dict[str, Any]:
         "order": state.get("order"),
         "scale": state.get("scale"),
         "cmap": state.get("cmap"),
+        # "What it responds to": the settings that reproduce a picture (once that page has been used)
+        "vchannel": state.get("viz_channel"),
+        "vobjective": state.get("viz_objective"),
+        "vsize": state.get("viz_size"),
+        "vsteps": state.get("viz_steps"),
+        "vseed": state.get("viz_seed"),
     }
 
 

@@ -1,0 +1,172 @@
+"""Feature visualization speed: resnet18 (random seeded weights) at 128 px.
+
+- ``full run``: one complete ``visualize(model, "layer4", 0)`` (128 px, 256 steps): the issue's target is
+  <= 10 s on this machine's 2 cores.
+- ``by depth``: seconds per step and steps per second of ``visualize`` at the output of each stage (conv1,
+  layer1 ... layer4), each a run of ``steps`` steps, timed in interleaved rounds. Stopping the forward pass
+  at the target layer is what makes early layers fast; ``no early stop`` is the same step with the whole
+  network run to its logits (a hook that keeps the layer's output without stopping), for comparison.
+- ``robustness overhead``: the same runs with the random moves replaced by a plain grey pad to the same
+  size (so the model sees the same number of pixels): ``(with - without) / with`` is the share of a step
+  spent on the transformations (target <= 15 %), from CPU time (wall-clock shares are reported too).
+
+Timings on a shared machine move by 10-30 %: compare ratios measured in the same run. The load average is
+reported with the numbers (bench.common.machine).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from featviz_core import LoadedModel, load_torchvision
+from featviz_core.param import PAD
+
+from .common import clock, ratio, summary
+
+__all__ = ["LAYERS", "TARGET_OVERHEAD", "TARGET_SECONDS", "run"]
+
+core = importlib.import_module("featviz_core.visualize")  # the module (the package's name is the function)
+LAYERS = ("conv1", "layer1", "layer2", "layer3", "layer4")
+TARGET_SECONDS = 10.0
+TARGET_OVERHEAD = 0.15
+
+
+@contextmanager
+def _no_robustness() -> Iterator[None]:
+    """Replace the random moves by a grey pad to the same output size (no resampling, no gradient through
+    a grid): what a step costs without transformation robustness."""
+    apply_grid, grid = core.apply_grid, core.robustness_grid
+    pad = (PAD * 2 - 8 - 4) // 2
+
+    core.robustness_grid = lambda moves, size, device: None
+    core.apply_grid = lambda pixels, _grid, fill=0.5: F.pad(pixels, [pad] * 4, value=fill)
+    try:
+        yield
+    finally:
+        core.apply_grid, core.robustness_grid = apply_grid, grid
+
+
+@contextmanager
+def _no_early_stop() -> Iterator[None]:
+    """Let the forward pass run to the end: the hook keeps the output (a copy) and does not stop."""
+    original = core._StopAtLayer._make_hook
+
+    def make_hook(self: Any, module_name: str, calls: dict[int, str]) -> Any:
+        def hook(_module: Any, _inputs: Any, output: Any) -> None:
+            count = self._counts.get(module_name, 0) + 1
+            self._counts[module_name] = count
+            name = calls.get(count)
+            if name is not None and isinstance(output, torch.Tensor):
+                self.outputs[name] = output.clone()
+
+        return hook
+
+    core._StopAtLayer._make_hook = make_hook
+    try:
+        yield
+    finally:
+        core._StopAtLayer._make_hook = original
+
+
+def _runner(model: LoadedModel, layer: str, steps: int, size: int,
+            context: Callable[[], Any] | None = None) -> Callable[[], None]:
+    def go() -> None:
+        if context is None:
+            core.visualize(model, layer, 0, size=size, steps=steps, seed=0)
+        else:
+            with context():
+                core.visualize(model, layer, 0, size=size, steps=steps, seed=0)
+
+    return go
+
+
+def _interleaved_both(variants: dict[str, Callable[[], None]], rounds: int, warmup: int = 1
+                      ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Like bench.common.interleaved (rotating order), timing each call's wall-clock seconds and the
+    process's CPU seconds (all threads): CPU time hardly grows when other work shares the cores (torch's
+    threads sleep while they wait, with OMP_WAIT_POLICY=PASSIVE), so ratios of CPU times stay readable on a
+    busy machine."""
+    names = list(variants)
+    for _ in range(warmup):
+        for name in names:
+            variants[name]()
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0, c0 = clock(), time.process_time()
+            variants[name]()
+            wall[name].append(clock() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return wall, cpu
+
+
+def run(rounds: int = 5, steps: int = 32, size: int = 128, full_steps: int = 256,
+        layers: tuple[str, ...] = LAYERS, full_layer: str = "layer4") -> dict[str, Any]:
+    model = load_torchvision("resnet18", weights=None)
+    core.visualize(model, layers[0], 0, size=size, steps=2)  # warm-up: layer list, allocator, oneDNN
+    variants: dict[str, Callable[[], None]] = {}
+    for layer in layers:
+        variants[f"{layer}"] = _runner(model, layer, steps, size)
+        variants[f"{layer} no robustness"] = _runner(model, layer, steps, size, _no_robustness)
+        variants[f"{layer} no early stop"] = _runner(model, layer, steps, size, _no_early_stop)
+    wall, cpu = _interleaved_both(variants, rounds=rounds, warmup=1)
+    per_step = {name: summary([t / steps for t in values]) for name, values in wall.items()}
+    cpu_step = {name: summary([t / steps for t in values])["median"] for name, values in cpu.items()}
+    depth = []
+    for layer in layers:
+        step = per_step[layer]["median"]
+        bare = per_step[f"{layer} no robustness"]["median"]
+        full = per_step[f"{layer} no early stop"]["median"]
+        c_step, c_bare, c_full = (cpu_step[layer], cpu_step[f"{layer} no robustness"],
+                                  cpu_step[f"{layer} no early stop"])
+        overhead = None if c_step is None or c_bare is None or c_step == 0 else (c_step - c_bare) / c_step
+        depth.append({
+            "layer": layer,
+            "step_s": step,
+            "step_p25_s": per_step[layer]["p25"],
+            "step_p75_s": per_step[layer]["p75"],
+            "steps_per_s": ratio(1.0, step),
+            "projected_256_s": None if step is None else step * 256,
+            "no_robustness_step_s": bare,
+            "no_early_stop_step_s": full,
+            "cpu_step_s": c_step,
+            "cpu_no_robustness_step_s": c_bare,
+            "cpu_no_early_stop_step_s": c_full,
+            "robustness_overhead": overhead,
+            "robustness_overhead_wall": None if step is None or bare is None else (step - bare) / step,
+            "robustness_pass": None if overhead is None else overhead <= TARGET_OVERHEAD,
+            "early_stop_speedup": ratio(c_full, c_step),
+            "early_stop_speedup_wall": ratio(full, step),
+        })
+    full_runs, full_cpu = [], []
+    for _ in range(2):
+        t0, c0 = clock(), time.process_time()
+        result = core.visualize(model, full_layer, 0, size=size, steps=full_steps, seed=0)
+        full_runs.append(clock() - t0)
+        full_cpu.append(time.process_time() - c0)
+    full_s = min(full_runs)
+    return {
+        "model": "resnet18 (random weights, seed 0)",
+        "size": size,
+        "steps_per_variant": steps,
+        "rounds": rounds,
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+        "transformed_size": size + 2 * PAD - 8 - 4,
+        "by_depth": depth,
+        "full_run": {
+            "layer": full_layer, "steps": full_steps, "seconds": full_s, "all_runs_s": full_runs,
+            "cpu_seconds": min(full_cpu), "target_s": TARGET_SECONDS, "pass": full_s <= TARGET_SECONDS,
+            "final_activation": float(result.activation[-1]),
+        },
+    }
