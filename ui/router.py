@@ -23,6 +23,7 @@ ICON = str(Path(__file__).with_name("icon.png"))  # bundled: no icon font fetche
 PAGES = (
     ("pages/feature_maps.py", "Feature maps", ":material/grid_view:"),
     ("pages/where_it_looks.py", "Where it looks", ":material/visibility:"),
+    ("pages/exemplars.py", "Exemplars", ":material/photo_library:"),
     ("pages/compare.py", "Compare", ":material/compare:"),
     ("pages/filters.py", "Filters", ":material/blur_on:"),
     ("pages/model.py", "Model", ":material/account_tree:"),
