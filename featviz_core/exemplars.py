@@ -72,6 +72,12 @@ class ExemplarsProgress:
     failed: int
     last: str
     partial: Exemplars
+    rate: float | None = None
+    """Files per second since the first batch (start-up left out); None after the first batch."""
+
+    @property
+    def seconds_left(self) -> float | None:
+        return (self.total - self.done) / self.rate if self.rate else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -326,14 +332,18 @@ def find_exemplars(
                               complete=complete, seconds=time.monotonic() - started)
 
     iterator = iter(loader)
+    first: tuple[float, int] | None = None  # (time, files done) after the first batch: the rate counts from there
     try:
         for batch in iterator:
             failed.extend((collection.names[i], reason) for i, tensor, reason in batch if tensor is None)
             running.add(batch_stats(model, info, [(i, tensor) for i, tensor, _ in batch if tensor is not None]))
             done += len(batch)
             if progress is not None:
+                now = time.monotonic()
+                first = first or (now, done)
+                rate = (done - first[1]) / (now - first[0]) if done > first[1] and now > first[0] else None
                 last = collection.names[batch[-1][0]]
-                progress(done, total, ExemplarsProgress(done, total, len(failed), last, snapshot(False)))
+                progress(done, total, ExemplarsProgress(done, total, len(failed), last, snapshot(False), rate))
     finally:
         shutdown = getattr(iterator, "_shutdown_workers", None)
         if shutdown is not None:

@@ -188,10 +188,11 @@ def _draw_progress(job: jobs.Job) -> None:
     if not job.running:
         return
     total = job.total or 1
-    rate = job.rate()
-    speed = f"{rate:.1f} images per second" if rate else "starting"
-    st.progress(job.fraction, text=f"{job.done:,} of {total:,} images · {speed} · {_duration(job.eta())}")
     preview = job.preview
+    rate = preview.rate if isinstance(preview, ExemplarsProgress) else None
+    left_s = preview.seconds_left if isinstance(preview, ExemplarsProgress) else None
+    speed = f"{rate:.1f} images per second" if rate else "starting"
+    st.progress(job.fraction, text=f"{job.done:,} of {total:,} images · {speed} · {_duration(left_s)}")
     left, right = st.columns([4, 1])
     if isinstance(preview, ExemplarsProgress):
         failed = f" · {preview.failed} could not be read" if preview.failed else ""
@@ -247,9 +248,9 @@ else:
                    f"(choose the layer in the sidebar) · {K} images kept per channel")
         if job is None or job.state in ("stopped", "failed"):
             again = "Run again" if job is not None else f"Find the exemplars in {len(collection):,} files"
-            if st.button(again, key="ex_run", type="primary", icon=":material/play_arrow:"):
-                _start(collection)
-                job = jobs.get(key)
+            # on_click: the job starts before the page is drawn again, so this button is gone while it runs
+            st.button(again, key="ex_run", type="primary", icon=":material/play_arrow:", on_click=_start,
+                      args=(collection,))
         if job is not None and job.running:
             jobs.watch(key, _draw_progress)
         result = _outcome(job)
@@ -307,9 +308,12 @@ def _show(result_: Exemplars) -> None:
     _failures(result_.failed)
     field = result_.receptive_field
     h, w = result_.input_size
-    st.caption(f"Layer {result_.layer} of {result_.model_name}. Each patch is what one position of this layer "
-               f"sees: {field.size[0]}×{field.size[1]} pixels of the model's {h}×{w} view of the image. "
-               f"{field.note}")
+    how = field.note if field.method == "estimate" else (
+        "Measured on this model." if field.method == "gradient" else
+        "Measured on this model by changing parts of a test picture.")
+    st.caption(f"Layer {result_.layer} of {result_.model_name}. Each patch is the part of the picture that one "
+               f"spot of this layer can see: {field.size[0]}×{field.size[1]} pixels of the {h}×{w} picture the "
+               f"model is given. {how}")
     _sticky("ex_order", "strongest")
     c1, c2 = st.columns([1, 2])
     order = c1.selectbox("Order", list(ORDERS), key="ex_order", format_func=ORDERS.get,
@@ -327,35 +331,50 @@ def _show(result_: Exemplars) -> None:
     result_key = f"{result_.collection_key}|{result_.model_key}|{result_.layer}|{result_.count}"
     if not result_.has_images:
         st.caption("Pictures are not available for this result: the names and values are listed.")
-    _row(result_, result_key, channel, "top", "Strongest images (yellow box: where the channel peaks)")
+    _row(result_, result_key, channel, "top", "Strongest images — the number is the channel's highest value in "
+         "each image; the yellow box shows where")
     if result_.has_images:
-        _row(result_, result_key, channel, "patch", "Their strongest patches (what the channel reacts to)")
-    _row(result_, result_key, channel, "bottom", "Weakest images (what the channel ignores)")
+        _row(result_, result_key, channel, "patch", "Their strongest patches — what the channel reacts to")
+    _row(result_, result_key, channel, "bottom", "Weakest images — what the channel ignores")
     st.markdown("**Downloads**")
     stem = export.export_filename(result_.model_name, result_.layer, "exemplars", "npz").rsplit(".", 1)[0]
     d1, d2, d3 = st.columns(3)
-    d1.download_button("Table (.npz)", data=result_.npz_bytes(), file_name=f"{stem}.npz",
+    d1.download_button("Table (.npz)", data=result_.npz_bytes, file_name=f"{stem}.npz",
                        mime="application/octet-stream", icon=":material/download:", on_click="ignore",
                        help="Image name, channel, peak, mean and peak position for every exemplar; this page "
                        "can open it again (“Saved result”).")
-    try:
-        parquet = result_.parquet_bytes()
-    except FeatvizError:
-        parquet = None
-    if parquet is not None:
-        d2.download_button("Table (.parquet)", data=parquet, file_name=f"{stem}.parquet",
+    if _has_pyarrow():
+        d2.download_button("Table (.parquet)", data=result_.parquet_bytes, file_name=f"{stem}.parquet",
                            mime="application/octet-stream", icon=":material/download:", on_click="ignore",
                            help="The same table for pandas, R or a spreadsheet tool that reads Parquet.")
     if result_.has_images:
-        try:
-            sheet = result_.contact_sheet_png(channel)
-        except FeatvizError as exc:
-            d3.caption(str(exc))
-        else:
-            d3.download_button(f"Contact sheet of channel {channel} (.png)", data=sheet,
-                               file_name=f"{stem}_channel{channel}.png", mime="image/png",
-                               icon=":material/download:", on_click="ignore",
-                               help="The strongest images, their patches and the weakest images in one picture.")
+        d3.download_button(f"Contact sheet of channel {channel} (.png)",
+                           data=lambda: _sheet(result_, channel),
+                           file_name=f"{stem}_channel{channel}.png", mime="image/png", icon=":material/download:",
+                           on_click="ignore",
+                           help="The strongest images, their patches and the weakest images in one picture.")
+
+
+def _sheet(result_: Exemplars, channel: int) -> bytes:
+    """The contact sheet; if an image has gone meanwhile, a picture saying so (a download cannot show errors)."""
+    try:
+        return result_.contact_sheet_png(channel)
+    except FeatvizError as exc:
+        import io
+
+        from PIL import ImageDraw
+
+        note = Image.new("RGB", (900, 60), "white")
+        ImageDraw.Draw(note).text((10, 20), str(exc)[:140], fill="black")
+        buffer = io.BytesIO()
+        note.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def _has_pyarrow() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 if result is not None:
