@@ -16,11 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import browser, contention, extraction, memory, rendering
+from . import browser, contention, exemplars, extraction, memory, rendering
 from .common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("extraction", "rendering", "browser", "memory", "contention")
+SECTIONS = ("extraction", "rendering", "browser", "memory", "contention", "exemplars")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -35,6 +35,8 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         ),
         "memory": lambda: memory.run(uploads=10 if quick else 200, every=5),
         "contention": lambda: contention.run(rounds=1 if quick else 4, children=1 if quick else 2),
+        "exemplars": lambda: exemplars.run(images=48 if quick else 256, rounds=1 if quick else 3,
+                                           warmup=0 if quick else 1),
     }
 
 
@@ -221,12 +223,33 @@ def _contention_md(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _exemplars_md(r: dict[str, Any]) -> list[str]:
+    bare = r["bare"]
+    lines = [
+        f"### 6 · Exemplars: throughput over {r['images']} JPEGs ({r['model']}, batch {r['batch_size']}, "
+        f"{r['workers']} decoding worker(s); medians of {r['rounds']} interleaved rounds)",
+        "",
+        f"Target: {r['target']}. bare = DataLoader (read, decode, preprocess) + full forward under inference_mode.",
+        "",
+        "| variant | layer | s | images/s | throughput / bare | receptive field, first time s | target |",
+        "|---|---|---:|---:|---:|---:|---|",
+        f"| bare DataLoader + forward | — | {_s(bare['seconds']['median'])} | {bare['images_per_s']:.1f} | 1.00× | — | — |",
+    ]
+    for label, d in r["layers"].items():
+        lines.append(
+            f"| featviz ({label}) | `{d['layer']}` | {_s(d['seconds']['median'])} | {d['images_per_s']:.1f} "
+            f"| {_x(d['throughput_over_bare'])} | {_s(d['receptive_field_first_s'])} | {_ok(d['pass'])} |"
+        )
+    lines.append("")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"## featviz benchmarks — {report['date']}{' (quick)' if report['quick'] else ''}", ""]
     lines += _machine_md(report["machine"])
     writers = {
         "extraction": _extraction_md, "rendering": _rendering_md, "browser": _browser_md,
-        "memory": _memory_md, "contention": _contention_md,
+        "memory": _memory_md, "contention": _contention_md, "exemplars": _exemplars_md,
     }
     for name in SECTIONS:
         if name in report["results"]:

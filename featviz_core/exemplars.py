@@ -48,6 +48,8 @@ __all__ = [
     "ExemplarsError",
     "ExemplarsProgress",
     "batch_stats",
+    "group_batch",
+    "group_stats",
     "default_workers",
     "find_exemplars",
 ]
@@ -136,32 +138,46 @@ def _forward(model: LoadedModel, info: LayerInfo, batch: torch.Tensor) -> torch.
     return as_chw(out, info)
 
 
-def batch_stats(model: LoadedModel, info: LayerInfo, items: Sequence[tuple[int, torch.Tensor]]) -> BatchStats:
-    """Peaks, means and peak positions of layer ``info`` for (index, preprocessed (C, H, W) tensor) items.
+Group = tuple[np.ndarray, torch.Tensor]
+"""(positions in the collection, the stacked model inputs (n, C, H, W)) of images of one size."""
 
-    Tensors of one shape go through the model together, in the order given (the exact batches decide the
-    last bits of the values, so both the DataLoader and the Ray path call this on the same batches).
-    """
-    channels = int(info.shape[0]) if info.shape else 0
-    if not items:
-        return BatchStats.empty(channels)
+
+def group_batch(items: Sequence[tuple[int, torch.Tensor]]) -> list[Group]:
+    """(index, preprocessed (C, H, W) tensor) items stacked into one batch per input size, in the order given.
+
+    The exact batches decide the last bits of a convolution's values, so the DataLoader path (which does
+    this in its worker processes) and the Ray path form the same batches from the same items."""
     groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
     for index, tensor in items:
         groups.setdefault(tuple(tensor.shape), []).append((index, tensor))
+    return [(np.array([i for i, _ in group], dtype=np.int64), torch.stack([t for _, t in group]))
+            for group in groups.values()]
+
+
+def group_stats(model: LoadedModel, info: LayerInfo, groups: Sequence[Group]) -> BatchStats:
+    """Peaks, means and peak positions of layer ``info`` for stacked batches (one forward pass each)."""
+    channels = int(info.shape[0]) if info.shape else 0
+    if not groups:
+        return BatchStats.empty(channels)
     parts = []
-    for group in groups.values():
-        out = _forward(model, info, torch.stack([t for _, t in group]))
+    for indices, batch in groups:
+        out = _forward(model, info, batch)
         flat = out.reshape(out.shape[0], out.shape[1], -1)
         peak, where = flat.max(dim=2)  # the first position of the maximum
         mean = flat.mean(dim=2, dtype=torch.float32)
         width = out.shape[3]
         where = where.cpu()
         parts.append((
-            np.array([i for i, _ in group], dtype=np.int64),
-            peak.to(torch.float32).cpu().numpy(), mean.cpu().numpy(),
+            indices, peak.to(torch.float32).cpu().numpy(), mean.cpu().numpy(),
             (where // width).to(torch.int32).numpy(), (where % width).to(torch.int32).numpy(),
         ))
     return BatchStats(*(np.concatenate([p[j] for p in parts]) for j in range(5)))
+
+
+def batch_stats(model: LoadedModel, info: LayerInfo, items: Sequence[tuple[int, torch.Tensor]]) -> BatchStats:
+    """Peaks, means and peak positions of layer ``info`` for (index, preprocessed (C, H, W) tensor) items:
+    :func:`group_batch` then :func:`group_stats`. The one batch function of both paths."""
+    return group_stats(model, info, group_batch(items))
 
 
 def decode(collection: Collection, name: str, model: LoadedModel) -> torch.Tensor:
@@ -262,8 +278,12 @@ class _Files(Dataset):
         return {"collection": self.collection, "model": self.model}
 
 
-def _as_list(batch: list[Any]) -> list[Any]:
-    return batch
+def _collate(batch: list[tuple[int, torch.Tensor | None, str | None]]) -> tuple[list[Group], list[tuple[int, str]], int]:
+    """In the worker: the batch's inputs stacked (one tensor per size crosses to the main process), the
+    failures, and how many files the batch held."""
+    good = [(i, tensor) for i, tensor, _ in batch if tensor is not None]
+    broken = [(i, reason or "") for i, tensor, reason in batch if tensor is None]
+    return group_batch(good), broken, len(batch)
 
 
 def default_workers() -> int:
@@ -323,7 +343,7 @@ def find_exemplars(
     running = RunningExemplars(channels, k)
     dataset = _Files(collection, model)
     workers, context = _context(dataset, default_workers() if num_workers is None else num_workers)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_as_list,
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
                         multiprocessing_context=context, prefetch_factor=2 if workers else None)
     total, done = len(dataset), 0
 
@@ -334,15 +354,15 @@ def find_exemplars(
     iterator = iter(loader)
     first: tuple[float, int] | None = None  # (time, files done) after the first batch: the rate counts from there
     try:
-        for batch in iterator:
-            failed.extend((collection.names[i], reason) for i, tensor, reason in batch if tensor is None)
-            running.add(batch_stats(model, info, [(i, tensor) for i, tensor, _ in batch if tensor is not None]))
-            done += len(batch)
+        for groups, broken, count in iterator:
+            failed.extend((collection.names[i], reason) for i, reason in broken)
+            running.add(group_stats(model, info, groups))
+            done += count
             if progress is not None:
                 now = time.monotonic()
                 first = first or (now, done)
                 rate = (done - first[1]) / (now - first[0]) if done > first[1] and now > first[0] else None
-                last = collection.names[batch[-1][0]]
+                last = collection.names[done - 1]
                 progress(done, total, ExemplarsProgress(done, total, len(failed), last, snapshot(False), rate))
     finally:
         shutdown = getattr(iterator, "_shutdown_workers", None)
