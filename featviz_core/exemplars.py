@@ -122,6 +122,19 @@ class BatchStats:
 
 
 def _forward(model: LoadedModel, info: LayerInfo, batch: torch.Tensor) -> torch.Tensor:
+    """The layer's output (N, C, H, W) for a batch; one image at a time for a graph that only takes a batch
+    of one (some ONNX exports fix the batch size)."""
+    try:
+        return _forward_once(model, info, batch)
+    except FeatvizError:
+        raise
+    except Exception:
+        if len(batch) == 1:
+            raise
+        return torch.cat([_forward_once(model, info, batch[i:i + 1]) for i in range(len(batch))])
+
+
+def _forward_once(model: LoadedModel, info: LayerInfo, batch: torch.Tensor) -> torch.Tensor:
     """The layer's output (N, C, H, W) for a batch: one forward pass, the lock held for it only."""
     recorder_type = _UntilLayer if model.supports_gradients else ActivationRecorder
     with (

@@ -170,13 +170,19 @@ def _perturbation_boxes(model: LoadedModel, layer: str, map_hw: tuple[int, int])
     noise = _inputs(model, _SAMPLES, seed=1) * 3.0
     height, width = model.input_size
 
-    def unit_values(batch: torch.Tensor) -> list[torch.Tensor]:
+    def layer_output(batch: torch.Tensor) -> torch.Tensor:
         with ActivationRecorder(model.module, [layer], lock=model.lock) as rec, torch.inference_mode():
             model.module(batch.to(model.device))
             out = rec.outputs.get(layer)
         if out is None:
             raise LookupError(layer)
-        chw = as_chw(out, info).float().cpu()
+        return as_chw(out, info).float().cpu()
+
+    def unit_values(batch: torch.Tensor) -> list[torch.Tensor]:
+        try:
+            chw = layer_output(batch)
+        except Exception:  # noqa: BLE001 - a graph with a fixed batch of one: one input at a time
+            chw = torch.cat([layer_output(batch[i:i + 1]) for i in range(len(batch))])
         return [chw[:, :, uy, ux] for uy, ux in units]
 
     reference = unit_values(base)

@@ -269,3 +269,35 @@ def test_python_dash_m_runs_the_command_line(tmp_path) -> None:
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert "block2.relu1 · ReLU · 32×32×32" in done.stdout
+
+
+class OneAtATime(torch.nn.Module):
+    """Like an ONNX graph run by onnxruntime with a fixed batch of one: refuses bigger batches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                            torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.MaxPool2d(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != 1:
+            raise RuntimeError("Got invalid dimensions for input: index 0 Got: 16 Expected: 1")
+        return self.features(x)
+
+
+def test_a_model_outside_autograd_with_a_batch_of_one() -> None:
+    import dataclasses
+
+    model = dataclasses.replace(make_tiny(size=16), module=OneAtATime().eval(), key="test:one-at-a-time",
+                                supports_gradients=False)
+    items = collection_items(10)
+    result = find_exemplars(model, "features.3", items, k=4, batch_size=16, num_workers=0)
+    field = result.receptive_field
+    assert field.method == "perturbation" and (field.size, field.stride) == ((6, 6), (2.0, 2.0))
+    peaks = np.stack([extract(model, load_image(d, n), ["features.3"]).activations["features.3"].reshape(4, -1)
+                      .max(axis=1) for n, d in items])  # one image at a time: exactly the same numbers
+    for ch in range(4):
+        order = sorted(range(len(items)), key=lambda i, ch=ch: (-peaks[i, ch], i))[:4]
+        assert [e.name for e in result.top(ch)] == [items[i][0] for i in order]
+        assert [e.peak for e in result.top(ch)] == [float(peaks[i, ch]) for i in order]
