@@ -172,6 +172,11 @@ class Exemplars:
         (``LoadedModel.model_view``)."""
         return dataclasses.replace(self, _collection=collection, _view=view)
 
+    def without_images(self) -> Exemplars:
+        """The same result holding no reference to the collection (to keep it somewhere the images must not
+        stay, e.g. a table shared by every session)."""
+        return dataclasses.replace(self, _collection=None, _view=None)
+
     def image_bytes(self, name: str) -> bytes:
         """The file ``name`` as it is in the collection (to open it elsewhere)."""
         if self._collection is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -174,11 +176,22 @@ def _job_key(collection: Collection) -> str:
 
 
 def _start(collection: Collection) -> None:
+    # Finished jobs stay in a table shared by the whole server: what goes there holds no image (the page
+    # attaches this session's collection to show pictures), so a zip upload leaves with its session.
+    def light(progress: jobs.Progress) -> jobs.Progress:
+        def report(done: int, total: int, preview: Any) -> None:
+            if isinstance(preview, ExemplarsProgress):
+                preview = dataclasses.replace(preview, partial=preview.partial.without_images())
+            progress(done, total, preview)
+
+        return report
+
     def run(progress: jobs.Progress) -> Exemplars | EmptyCollectionError:
         try:
-            return find_exemplars(model, layer.name, collection, k=K, batch_size=BATCH, progress=progress)
+            found = find_exemplars(model, layer.name, collection, k=K, batch_size=BATCH, progress=light(progress))
         except EmptyCollectionError as exc:  # shown with the list of files and reasons
             return exc
+        return found.without_images()
 
     jobs.start(_job_key(collection), run, label=f"exemplars {model.name} {layer.name}", owner=jobs.session_id(),
                page=PAGE, total=len(collection))
@@ -254,18 +267,31 @@ else:
         if job is not None and job.running:
             jobs.watch(key, _draw_progress)
         result = _outcome(job)
+        if result is not None:
+            result = result.with_images(collection, model.model_view)
 
 
 # ---------------------------------------------------------------------------------------------------
 # 3 · The result
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def _tile(result_key: str, channel: int, i: int, kind: str, _result: Exemplars) -> Image.Image:
-    """One picture of the page, enlarged without blurring (a patch can be a few pixels)."""
+TILES_KEPT = 200
+
+
+def _tile(result_key: str, channel: int, i: int, kind: str, result_: Exemplars) -> Image.Image:
+    """One picture of the page, enlarged without blurring (a patch can be a few pixels). Kept in this
+    session only (they are the user's images), the last TILES_KEPT of them."""
+    tiles: OrderedDict[tuple[str, int, int, str], Image.Image] = state.setdefault("_ex_tiles", OrderedDict())
+    key = (result_key, channel, i, kind)
+    if key in tiles:
+        tiles.move_to_end(key)
+        return tiles[key]
     bottom = kind == "bottom"
-    image = _result.patch(channel, i, bottom=bottom) if kind == "patch" else _result.picture(channel, i, bottom=bottom)
-    return fit(image, TILE)
+    image = result_.patch(channel, i, bottom=bottom) if kind == "patch" else result_.picture(channel, i, bottom=bottom)
+    tiles[key] = fit(image, TILE)
+    while len(tiles) > TILES_KEPT:
+        tiles.popitem(last=False)
+    return tiles[key]
 
 
 def _open(result_: Exemplars, name: str) -> None:
