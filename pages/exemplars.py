@@ -256,6 +256,11 @@ else:
             _failures(collection.refused)
             st.stop()
         key = _job_key(collection)
+        previous = state.get("_ex_job")
+        old = jobs.get(previous) if previous and previous != key else None
+        if old is not None and old.running and old.owner == jobs.session_id():
+            jobs.stop(old.key, "the user chose another layer, model or collection")  # no longer wanted
+        state["_ex_job"] = key
         job = jobs.get(key)
         st.caption(f"{collection.label[0].upper()}{collection.label[1:]}: {len(collection):,} files{refused} · layer {layer.name} "
                    f"(choose the layer in the sidebar) · {K} images kept per channel")

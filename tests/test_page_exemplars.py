@@ -4,6 +4,7 @@ a folder given at start (and only then), a saved result."""
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
 
 import numpy as np
@@ -195,3 +196,31 @@ def test_a_saved_result_from_elsewhere_shows_its_numbers(make_app) -> None:
     assert not at.main.get("image") and any(f"peak {result.top(best)[0].peak:.3g}" in c for c in captions(at))
     at.file_uploader(key="ex_result_file").upload("bad.npz", b"garbage", "application/octet-stream").run()
     assert "not an exemplars result" in at.error[0].value
+
+
+def test_choosing_another_layer_stops_the_run_for_the_old_one(make_app) -> None:
+    from ui import jobs
+
+    at = make_app(page=PAGE)
+    upload_zip(at, shapes_zip(60))
+    gate = threading.Event()
+    real_start = jobs.start
+
+    def slow_start(key, fn, **kwargs):  # type: ignore[no-untyped-def]
+        def held(progress):  # type: ignore[no-untyped-def]
+            def wait_then_report(done, total, preview):  # type: ignore[no-untyped-def]
+                gate.wait(30)
+                progress(done, total, preview)
+            return fn(wait_then_report)
+        return real_start(key, held, **kwargs)
+
+    jobs.start = slow_start
+    try:
+        at.button(key="ex_run").click().run()
+    finally:
+        jobs.start = real_start
+    (first,) = [j for j in jobs.running_jobs() if j.label.startswith("exemplars")]
+    at.selectbox(key="layer").set_value("block1.relu1").run()
+    gate.set()
+    assert first.wait(60) and first.state == "stopped"
+    assert any(b.label.startswith("Find the exemplars") for b in at.button)
