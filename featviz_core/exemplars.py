@@ -193,13 +193,26 @@ def batch_stats(model: LoadedModel, info: LayerInfo, items: Sequence[tuple[int, 
     return group_stats(model, info, group_batch(items))
 
 
-def decode(collection: Collection, name: str, model: LoadedModel) -> torch.Tensor:
+class ModelInput:
+    """The part of a LoadedModel that turns a picture into its input (no module, no lock: it travels to worker
+    processes on any platform). Uses LoadedModel's own code, so the tensors are the same."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.transform = model.transform
+        self.input_channels = model.input_channels
+
+    prepare_image = LoadedModel.prepare_image
+    preprocess = LoadedModel.preprocess
+
+
+def decode(collection: Collection, name: str, model: LoadedModel | ModelInput) -> torch.Tensor:
     """One file of the collection as the model's input (C, H, W); FeatvizError with one sentence otherwise."""
     image = load_image(collection.read(name), name)
     return model.preprocess(image)[0]
 
 
-def decode_safely(collection: Collection, name: str, model: LoadedModel) -> tuple[torch.Tensor | None, str | None]:
+def decode_safely(collection: Collection, name: str,
+                  model: LoadedModel | ModelInput) -> tuple[torch.Tensor | None, str | None]:
     try:
         return decode(collection, name, model), None
     except FeatvizError as exc:
@@ -278,17 +291,14 @@ class _Files(Dataset):
 
     def __init__(self, collection: Collection, model: LoadedModel) -> None:
         self.collection = collection
-        self.model = model
+        self.model_input = ModelInput(model)
 
     def __len__(self) -> int:
         return len(self.collection.names)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
-        tensor, reason = decode_safely(self.collection, self.collection.names[i], self.model)
+        tensor, reason = decode_safely(self.collection, self.collection.names[i], self.model_input)
         return i, tensor, reason
-
-    def __getstate__(self) -> dict[str, Any]:  # for spawn-based workers: the model's lock cannot travel
-        return {"collection": self.collection, "model": self.model}
 
 
 def _collate(batch: list[tuple[int, torch.Tensor | None, str | None]]) -> tuple[list[Group], list[tuple[int, str]], int]:
@@ -317,8 +327,7 @@ def _context(dataset: _Files, workers: int) -> tuple[int, Any]:
     if "fork" in methods:
         return workers, multiprocessing.get_context("fork")
     try:
-        pickle.dumps(dataset.model.transform)
-        pickle.dumps(dataset.collection)
+        pickle.dumps(dataset)
     except Exception:  # noqa: BLE001 - not picklable: decode here
         return 0, None
     return workers, multiprocessing.get_context(methods[0])

@@ -301,3 +301,17 @@ def test_a_model_outside_autograd_with_a_batch_of_one() -> None:
         order = sorted(range(len(items)), key=lambda i, ch=ch: (-peaks[i, ch], i))[:4]
         assert [e.name for e in result.top(ch)] == [items[i][0] for i in order]
         assert [e.peak for e in result.top(ch)] == [float(peaks[i, ch]) for i in order]
+
+
+def test_without_fork_decoding_stays_in_this_process_unless_the_inputs_pickle(monkeypatch) -> None:
+    from featviz_core import exemplars as ex
+    from featviz_core.collection import items_collection
+
+    collection = items_collection(collection_items(2))
+    demo = ex._Files(collection, load_demo())  # its preprocessing holds a local function (a closure)
+    assert ex._context(demo, 2)[0] == 2  # Linux: fork, nothing is pickled
+    monkeypatch.setattr(ex.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert ex._context(demo, 2) == (0, None), "a closure cannot travel to a spawned worker: decode here"
+    tiny = ex._Files(collection, make_tiny(size=16))  # torchvision transforms only: they pickle
+    workers, context = ex._context(tiny, 2)
+    assert workers == 2 and context.get_start_method() == "spawn"
