@@ -224,3 +224,19 @@ def test_choosing_another_layer_stops_the_run_for_the_old_one(make_app) -> None:
     gate.set()
     assert first.wait(60) and first.state == "stopped"
     assert any(b.label.startswith("Find the exemplars") for b in at.button)
+
+
+def test_open_replaces_an_image_uploaded_in_the_sidebar_until_a_new_upload(make_app) -> None:
+    from tests.conftest import upload_image
+
+    at = upload_image(make_app, "mine.png", png_bytes(seed=3))
+    at.switch_page(PAGE).run()
+    upload_zip(at, shapes_zip(12))
+    job = run_to_the_end(at)
+    best = job.result.top(int(at.selectbox(key="ex_channel").value))[0].name.rsplit("/", 1)[-1]
+    at.button(key="ex_open_top_0").click().run()
+    assert at.session_state["_selection"].image_name == best, "the sidebar's own upload must not win back"
+    at.run()
+    assert at.session_state["_selection"].image_name == best
+    at.file_uploader(key="upload").upload("other.png", png_bytes(seed=4), "image/png").run()
+    assert at.session_state["_selection"].image_name == "other.png"
