@@ -1,4 +1,4 @@
-"""Entry point: ``python -m bench.run [--quick] [--only extraction,rendering,browser,memory,contention]``.
+"""Entry point: ``python -m bench.run [--quick] [--only extraction,rendering,browser,memory,contention,onnx]``.
 
 Runs the chosen measurements (all by default), writes ``bench/results/latest.json`` and
 ``bench/results/latest.md`` and prints the Markdown. ``--quick`` uses few rounds (a smoke run, not for
@@ -16,11 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import browser, contention, exemplars, extraction, memory, rendering
+from . import browser, cams, contention, device, exemplars, extraction, memory, rendering, sources
+from . import onnx as onnx_bench
 from .common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("extraction", "rendering", "browser", "memory", "contention", "exemplars")
+SECTIONS = ("extraction", "sources", "onnx", "rendering", "browser", "memory", "contention", "device", "cams",
+            "exemplars")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -35,6 +37,10 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         ),
         "memory": lambda: memory.run(uploads=10 if quick else 200, every=5),
         "contention": lambda: contention.run(rounds=1 if quick else 4, children=1 if quick else 2),
+        "sources": lambda: sources.run(rounds=3 if quick else 30, warmup=1 if quick else 2),
+        "device": lambda: device.run(rounds=3 if quick else 30, warmup=1 if quick else 5),
+        "onnx": lambda: onnx_bench.run(rounds=3 if quick else 60, warmup=1 if quick else 3),
+        "cams": lambda: cams.run(rounds=2 if quick else 7, passes=16 if quick else 64),
         "exemplars": lambda: exemplars.run(images=48 if quick else 256, rounds=1 if quick else 3,
                                            warmup=0 if quick else 1),
     }
@@ -223,10 +229,69 @@ def _contention_md(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sources_md(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "### 1b · Extraction on every model source (random seeded weights, default layer; medians)",
+        "",
+        f"Target: {r['target']}; {r['rounds']} interleaved rounds.",
+        "",
+        "| source | model | layer | bare ms | extract ms | extract / bare | target |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
+    for row in r["sources"]:
+        lines.append(
+            f"| {row['source']} | {row['model']} | {row['layer']} | {_ms(row['bare_s'])} | {_ms(row['extract_s'])} "
+            f"| {_x(row['extract_over_bare'], 3)} | {_ok(row['pass'])} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _device_md(r: dict[str, Any]) -> list[str]:
+    lines = ["### 6 · Extraction on a CUDA GPU (random weights, 224 px, default layer; medians)", ""]
+    if "skipped" in r:
+        return lines + [f"Skipped: {r['skipped']} — GPU figures are not measured on this machine.", ""]
+    lines += [
+        f"{r['device']}. Target: {r['target']}; both sides synchronize before the clock stops.",
+        "",
+        "| model | layer | forward ms | preprocess + forward ms | extract ms | extract / bare | target |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for m in r["models"]:
+        lines.append(
+            f"| {m['model']} | {m['layer']} | {_ms(m['forward_s'])} | {_ms(m['preprocess_forward_s'])} "
+            f"| {_ms(m['extract_s'])} | {_x(m['extract_over_bare'], 3)} | {_ok(m['pass'])} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _onnx_md(r: dict[str, Any]) -> list[str]:
+    m = r["medians_s"]
+    return [
+        f"### 1c · ONNX files: extracting one layer ({r['model']}, 224 px, layer {r['layer']}; medians)",
+        "",
+        f"{r['rounds']} interleaved rounds; torch threads {r['torch_threads']}. bare = `model.preprocess(image)` + "
+        "the run itself.",
+        "",
+        "| path | bare ms | extract ms | extract / bare | fastest rounds: extract / bare | target |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| onnxruntime (fallback; bare = plain `InferenceSession.run`) | {_ms(m['ort bare'])} "
+        f"| {_ms(m['extract[onnxruntime]'])} | {_x(r['extract_ort_over_ort_bare'], 3)} "
+        f"| {_x(r['extract_ort_over_ort_bare_min'], 3)} | {_ok(r['pass_ort'])} |",
+        f"| converted to PyTorch (bare = forward of the converted module) | {_ms(m['torch bare'])} "
+        f"| {_ms(m['extract[converted]'])} | {_x(r['extract_converted_over_torch_bare'], 3)} "
+        f"| {_x(r['extract_converted_over_torch_bare_min'], 3)} | {_ok(r['pass_converted'])} |",
+        "",
+        f"The converted module's forward takes {_x(r['torch_bare_over_ort_bare'])} onnxruntime's time.",
+        "",
+    ]
+
+
 def _exemplars_md(r: dict[str, Any]) -> list[str]:
     bare = r["bare"]
     lines = [
-        f"### 6 · Exemplars: throughput over {r['images']} JPEGs ({r['model']}, batch {r['batch_size']}, "
+        f"### 8 · Exemplars: throughput over {r['images']} JPEGs ({r['model']}, batch {r['batch_size']}, "
         f"{r['workers']} decoding worker(s); medians of {r['rounds']} interleaved rounds)",
         "",
         f"Target: {r['target']}. bare = DataLoader (read, decode, preprocess) + full forward under inference_mode.",
@@ -249,7 +314,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines += _machine_md(report["machine"])
     writers = {
         "extraction": _extraction_md, "rendering": _rendering_md, "browser": _browser_md,
-        "memory": _memory_md, "contention": _contention_md, "exemplars": _exemplars_md,
+        "memory": _memory_md, "contention": _contention_md, "device": _device_md, "sources": _sources_md,
+        "onnx": _onnx_md,
+        "cams": lambda r: cams.markdown(r, _ms, _x), "exemplars": _exemplars_md,
     }
     for name in SECTIONS:
         if name in report["results"]:

@@ -1,32 +1,42 @@
-"""Grad-CAM: which places of a layer's feature maps drive one class score.
+"""Class activation maps (the CAM family): which places of a layer's feature maps drive one score.
 
 Standard Grad-CAM (Selvaraju et al., 2017): with ``A`` the layer's activation (C, h, w) and ``y_c`` the
 class *logit* (before softmax), the weight of channel ``k`` is ``alpha_k = mean_ij d y_c / d A_k[i, j]`` and
-the map is ``ReLU(sum_k alpha_k A_k)``, at the layer's resolution.
+the map is ``ReLU(sum_k alpha_k A_k)``, at the layer's resolution. The other methods
+(:mod:`featviz_core.cam_methods`: Grad-CAM++, XGrad-CAM, Layer-CAM, HiResCAM, Score-CAM, Eigen-CAM...) are
+small subclasses of :class:`CamMethod`, the one owner of the hooks, in the shape of pytorch-grad-cam: each
+says how ``A`` and ``dy/dA`` become a map; :class:`CamMethod` does everything that touches the model.
 
 How it is computed, and why:
 
 * under the model's lock, in eval mode, inside an :class:`~featviz_core.hooks.ActivationRecorder` that
   restores every ``training`` flag and releases the lock whatever happens;
-* one forward hook on the chosen call of the layer (removed in ``finally``). It keeps ``A`` as a fresh leaf
-  tensor that requires grad and *returns a copy of it* as the layer's output: the rest of the network
-  computes on the copy, so an in-place operation after the layer (torchvision's ``ReLU(inplace=True)``
-  right after a ``bn``) can neither change the recorded ``A`` nor break autograd;
-* the part of the forward pass before the layer runs without autograd (nothing before the layer is needed
-  for ``d y_c / d A``); the hook switches autograd on for the rest, and the ``no_grad`` context restores the
-  caller's mode on exit;
+* for gradient methods, one forward hook on the chosen call of the layer (removed in ``finally``). It keeps
+  ``A`` as a fresh leaf tensor that requires grad and *returns a copy of it* as the layer's output: the rest
+  of the network computes on the copy, so an in-place operation after the layer (torchvision's
+  ``ReLU(inplace=True)`` right after a ``bn``) can neither change the recorded ``A`` nor break autograd;
+  methods without gradients record a copy of ``A`` through the recorder;
+* the part of the forward pass before the layer runs without autograd; the hook switches autograd on for
+  the rest, and the ``no_grad`` context restores the caller's mode on exit;
 * the gradient is ``torch.autograd.grad(y_c, A)``: nothing is accumulated into any parameter's ``.grad``,
   and no parameter's ``requires_grad`` is touched. This also works for a model whose parameters are all
-  frozen.
+  frozen;
+* methods that run many forward passes (Score-CAM) take the lock for one batch at a time and report
+  ``progress(done, total, None)`` between batches, outside the lock, so other sessions are never blocked
+  for the whole job; when the callback raises, nothing is left behind.
+
+The score explained is a class logit for classifiers, or any :class:`~featviz_core.cam_targets.CamTarget`
+(one output and channel of a model that is not a classifier).
 """
 
 from __future__ import annotations
 
+import functools
 import operator
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,27 +44,44 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .cam_targets import CamError, CamTarget, target_scores
 from .errors import FeatvizError, LayerError
+from .extract import probabilities_from_output
 from .hooks import ActivationRecorder, LayerInfo, as_chw, layer_info, list_layers, parse_layer_name
 from .models import LoadedModel
 
-__all__ = ["CamError", "CamResult", "default_cam_layer", "gradcam", "upsample"]
+__all__ = [
+    "CamError",
+    "CamMethod",
+    "CamResult",
+    "CamTarget",
+    "Progress",
+    "auto_batch",
+    "cam",
+    "default_cam_layer",
+    "gradcam",
+    "upsample",
+]
 
-
-class CamError(FeatvizError):
-    """Grad-CAM cannot be computed as asked: the model is not a classifier, or the class does not exist."""
+Progress = Callable[[int, int, Any], None]
+"""``progress(done, total, preview)``: how many of the forward passes of a long method are done."""
 
 
 @dataclass(frozen=True, eq=False)
 class CamResult:
-    """One Grad-CAM map and what it was computed for. Arrays are float32 and read-only.
+    """One class activation map and what it was computed for. Arrays are float32 and read-only.
 
-    ``cam`` is the raw map ``ReLU(sum_k alpha_k A_k)`` (h, w) at the layer's resolution, not normalised, so
+    ``cam`` is the raw map (h, w) at the layer's resolution, after the method's ReLU, not normalised, so
     maps of different classes or images can be compared on one scale. ``normalized`` is ``cam / cam.max()``
-    (all zeros when the map is zero everywhere, i.e. no place of this layer speaks for the class).
-    ``weights`` are the channel weights ``alpha_k`` (C,). ``activations_mean`` is the layer's activation
-    averaged over channels (h, w): "what fires", beside the map's "what drives this class".
-    ``score`` is the class logit ``y_c``; ``probability`` its softmax probability.
+    (all zeros when the map is zero everywhere, i.e. no place of this layer speaks for the score).
+    ``weights`` are the channel weights (C,) (for methods whose weights vary by position, their mean over
+    positions; for Eigen-CAM the principal direction). ``activations_mean`` is the layer's activation
+    averaged over channels (h, w): "what fires", beside the map's "what drives this score".
+    ``score`` is the explained score (the class logit ``y_c``); ``probability`` its softmax probability
+    (NaN, and ``probabilities`` empty, for a model that is not a classifier). ``method`` is the name in
+    :data:`~featviz_core.cam_methods.CAM_METHODS`; ``target`` what was explained (for a classifier,
+    ``CamTarget(channel=class_index)``). ``class_index`` is the class (or the target's channel; -1 for a
+    whole output).
     """
 
     cam: np.ndarray
@@ -67,6 +94,8 @@ class CamResult:
     activations_mean: np.ndarray
     weights: np.ndarray
     score: float
+    method: str = "gradcam"
+    target: CamTarget | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -75,47 +104,47 @@ class CamResult:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The hook
-
-
-class _Tap:
-    """What the hook saw: the layer's activation as a leaf tensor that requires grad."""
-
-    def __init__(self) -> None:
-        self.activation: torch.Tensor | None = None
-        self.calls = 0
+# Hooks on one call of one layer
 
 
 @contextmanager
-def _tap_layer(module: nn.Module, layer: str) -> Iterator[_Tap]:
-    """Register the Grad-CAM hook on call ``#n`` of ``layer`` and remove it in ``finally``.
-
-    The hook detaches the layer's output into a leaf that requires grad (kept in the tap), switches autograd
-    on for the rest of the forward pass, and returns a copy of the leaf as the layer's output, so later
-    in-place operations change the copy, never the recorded activation.
-    """
+def _on_layer(module: nn.Module, layer: str, fn: Callable[[torch.Tensor], torch.Tensor | None]) -> Iterator[None]:
+    """A forward hook on call ``#n`` of ``layer`` that hands the output to ``fn`` (whose return value, if
+    not None, replaces the output); removed in ``finally``."""
     module_name, call = parse_layer_name(layer)
-    target = dict(module.named_modules())[module_name]
-    tap = _Tap()
+    found = dict(module.named_modules()).get(module_name)
+    if found is None:
+        raise LayerError(f"Layer '{layer}' is not in this model; choose one from list_layers(model).")
+    calls = [0]
 
     def hook(_module: nn.Module, _inputs: Any, output: Any) -> Any:
-        tap.calls += 1
-        if tap.calls != call or not isinstance(output, torch.Tensor):
+        calls[0] += 1
+        if calls[0] != call or not isinstance(output, torch.Tensor):
             return None
-        leaf = output.detach().requires_grad_(True)
-        tap.activation = leaf
-        torch.set_grad_enabled(True)  # restored by the caller's ``torch.no_grad()`` on exit
-        return leaf.clone()
+        return fn(output)
 
-    handle = target.register_forward_hook(hook)
+    handle = found.register_forward_hook(hook)
     try:
-        yield tap
+        yield
     finally:
         handle.remove()
 
 
+class _Tap:
+    """The gradient hook: keeps the layer's output as a leaf that requires grad, hands on a copy."""
+
+    def __init__(self) -> None:
+        self.activation: torch.Tensor | None = None
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        leaf = output.detach().requires_grad_(True)
+        self.activation = leaf
+        torch.set_grad_enabled(True)  # restored by the caller's ``torch.no_grad()`` on exit
+        return leaf.clone()
+
+
 # ---------------------------------------------------------------------------------------------------
-# Public functions
+# The hook owner
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -124,20 +153,17 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _check_logits(model: LoadedModel, output: Any) -> torch.Tensor:
-    if not (
-        isinstance(output, torch.Tensor) and output.ndim == 2 and output.shape[0] == 1 and output.shape[1] > 1
-    ):
-        what = (
-            f"a tensor of shape {tuple(output.shape)}"
-            if isinstance(output, torch.Tensor)
-            else f"a {type(output).__name__}"
-        )
-        raise CamError(
-            f"Grad-CAM needs a classifier whose output is one vector of class scores (1, K); {model.name} "
-            f"gives {what}. Use the feature-map view for this model instead."
-        )
-    return output
+BATCH_MEMORY = 256 * 2**20
+"""Bytes a batch of forward passes may take for its largest layer (its input and output together)."""
+
+
+def auto_batch(model: LoadedModel, limit: int = 32) -> int:
+    """How many images one batch of forward passes takes: as many as keep the largest layer's input and
+    output of the whole batch under :data:`BATCH_MEMORY` (resnet18 at 224 px: 32; VGG16: 10), at most
+    ``limit``. Batches of 16-32 run a pass 4-7 times faster than one image at a time on a CPU (bench/cams.py)."""
+    sizes = [int(np.prod(info.shape)) for info in list_layers(model) if info.shape]
+    largest = max([*sizes, model.input_channels * model.input_size[0] * model.input_size[1]])
+    return max(1, min(limit, BATCH_MEMORY // max(1, 2 * 4 * largest)))
 
 
 def _check_class(index: Any, classes: int) -> int:
@@ -154,74 +180,275 @@ def _check_class(index: Any, classes: int) -> int:
     return value
 
 
+class CamMethod:
+    """One CAM method on one layer of one model. Subclasses say how the map is made, in the shape of
+    pytorch-grad-cam: override :meth:`channel_weights` (``a``, ``g`` -> (C,) weights; the map is
+    ``sum_k w_k A_k``), or :meth:`cam_map` for maps weighted per position or methods that need more forward
+    passes (:meth:`forward_scores`). ``a`` is the activation and ``g`` its gradient (None when
+    ``uses_gradients`` is False), both float64 (C, h, w) on the CPU. ReLU and normalisation follow.
+
+    Everything that touches the model is here: hooks, the lock, eval mode, the device, the checks.
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    uses_gradients: ClassVar[bool] = True
+    many_passes: ClassVar[bool] = False
+    """Runs one forward pass per channel (slow: run it as a background job with a progress bar)."""
+    changes_layer_output: ClassVar[bool] = False
+    """Runs the network with a changed layer output (impossible for a graph run outside PyTorch)."""
+    batch_size: ClassVar[int | None] = None
+    """Forward passes per batch; None: as many as fit in :data:`BATCH_MEMORY` (at most 32)."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        layer: str,
+        *,
+        info: LayerInfo | None = None,
+        progress: Progress | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        self.model = model
+        self.layer = layer
+        self.info = info if info is not None else layer_info(model, layer, spatial=True)
+        self.progress = progress
+        self.batch = max(1, int(batch_size or type(self).batch_size or auto_batch(model)))
+        self.input: torch.Tensor = torch.empty(0)  # (1, C, H, W) on model.device, set by run()
+        self.activation: torch.Tensor = torch.empty(0)  # (1, C, h, w) on model.device
+        self.target = CamTarget()
+        self.score = 0.0
+
+    # --- what a method says -----------------------------------------------------------------------
+
+    def channel_weights(self, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def cam_map(self, a: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(map before ReLU (h, w), weights (C,))."""
+        weights = self.channel_weights(a, g)
+        return torch.einsum("k,khw->hw", weights, a), weights
+
+    # --- what a method may use ------------------------------------------------------------------
+
+    def forward_scores(
+        self,
+        count: int,
+        make_input: Callable[[int, int], torch.Tensor],
+        replace: Callable[[int, int, torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The target's score for ``count`` forward passes, ``self.batch`` at a time: float64 (count,).
+
+        ``make_input(start, stop)`` gives the batch of inputs ``start..stop`` (on the model's device);
+        ``replace(start, stop, output)``, if given, the layer's output to use instead of ``output`` (same
+        layout as the module gives it). The lock is held for one batch; ``progress(done, count, None)`` is
+        called between batches, outside the lock. A model that refuses a batch of several images (a graph
+        exported for one image at a time) is run one image at a time.
+        """
+        scores = torch.empty(count, dtype=torch.float64)
+        self._report(0, count)
+        start = 0
+        while start < count:
+            stop = min(count, start + self.batch)
+            try:
+                values = self._batch_scores(make_input, replace, start, stop)
+            except FeatvizError:
+                raise
+            except Exception:
+                if start > 0 or self.batch == 1:
+                    raise
+                # A graph made for one image at a time (common in ONNX files): go on one by one.
+                self.batch = 1
+                continue
+            scores[start:stop] = values
+            start = stop
+            self._report(stop, count)
+        return scores
+
+    def _batch_scores(
+        self,
+        make_input: Callable[[int, int], torch.Tensor],
+        replace: Callable[[int, int, torch.Tensor], torch.Tensor] | None,
+        start: int,
+        stop: int,
+    ) -> torch.Tensor:
+        """One batch: inputs ``start..stop`` through the model under its lock, their scores (float64, CPU)."""
+        model = self.model
+        with torch.no_grad():
+            batch = make_input(start, stop)
+            with ActivationRecorder(model.module, [], lock=model.lock):
+                if replace is None:
+                    output = model.module(batch)
+                else:
+                    with _on_layer(model.module, self.layer, functools.partial(replace, start, stop)):
+                        output = model.module(batch)
+            return target_scores(output, self.target, stop - start, model.name).detach().to("cpu", torch.float64)
+
+    def _report(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(done, total, None)
+
+    # --- the run --------------------------------------------------------------------------------
+
+    def _check_model(self) -> None:
+        if self.model.supports_gradients:
+            return
+        if self.uses_gradients:
+            raise CamError(
+                f"{self.title} needs gradients, and {self.model.name} runs outside PyTorch's autograd "
+                "(for example through onnxruntime); choose Score-CAM or Eigen-CAM, which need none."
+            )
+        if self.changes_layer_output:
+            raise CamError(
+                f"{self.title} must change layer '{self.layer}' inside the network, which {self.model.name} "
+                "(run outside PyTorch) does not allow; choose Score-CAM or Eigen-CAM."
+            )
+
+    def _resolve(
+        self, output: Any, class_index: int | None, target: CamTarget | None
+    ) -> tuple[CamTarget, np.ndarray | None]:
+        probabilities = probabilities_from_output(output)
+        if target is not None:
+            if class_index is not None:
+                raise CamError("Give either a class or a target to explain, not both.")
+            if not isinstance(target, CamTarget):
+                raise CamError(f"The target must be a CamTarget, not {type(target).__name__}.")
+            return target, probabilities
+        if probabilities is None:
+            what = (
+                f"a tensor of shape {tuple(output.shape)}"
+                if isinstance(output, torch.Tensor)
+                else f"a {type(output).__name__}"
+            )
+            raise CamError(
+                f"{self.title} needs a classifier whose output is one vector of class scores (1, K), or a "
+                f"chosen score: {self.model.name} gives {what}. Pick one of its outputs and a channel to "
+                "explain (describe_outputs(model) lists them), or use the feature-map view."
+            )
+        classes = int(probabilities.shape[0])
+        if class_index is None:
+            index = int(torch.argmax(output[0]).item())
+        else:
+            index = _check_class(class_index, classes)
+        return CamTarget(channel=index), probabilities
+
+    def _forward(self) -> tuple[Any, torch.Tensor | None]:
+        """One forward pass of ``self.input`` under the lock, recording the layer: (output, raw activation)."""
+        module = self.model.module
+        if self.uses_gradients:
+            tap = _Tap()
+            with ActivationRecorder(module, [], lock=self.model.lock), _on_layer(module, self.layer, tap):
+                output = module(self.input)
+            return output, tap.activation
+        with ActivationRecorder(module, [self.layer], clone=True, lock=self.model.lock) as recorder:
+            output = module(self.input)
+        return output, recorder.outputs.get(self.layer)
+
+    def run(
+        self, image: Image.Image, class_index: int | None = None, target: CamTarget | None = None
+    ) -> CamResult:
+        """The map for ``image``: of ``class_index`` (default: the most probable class) or of ``target``."""
+        self._check_model()
+        model = self.model
+        # ``inference_mode(False)``: this also works when the caller is inside ``torch.inference_mode()``.
+        with torch.inference_mode(False), torch.no_grad():
+            self.input = model.preprocess(image).detach().to(model.device)
+            output, raw = self._forward()
+            # Any backward pass below runs outside the lock: it only reads the graph and the parameters.
+            if raw is None:
+                raise LayerError(
+                    f"Layer '{self.layer}' did not run for this image; choose another from list_layers(model)."
+                )
+            self.target, probabilities = self._resolve(output, class_index, target)
+            score = target_scores(output, self.target, 1, model.name)[0]
+            grad = None
+            if self.uses_gradients:
+                if not score.requires_grad:
+                    raise CamError(
+                        f"The score explained does not depend on layer '{self.layer}' through operations "
+                        "autograd can follow; choose a layer nearer the output from list_layers(model)."
+                    )
+                (grad,) = torch.autograd.grad(score, raw, allow_unused=True)
+                if grad is None:
+                    raise CamError(
+                        f"The scores of {model.name} do not depend on layer '{self.layer}'; choose a layer "
+                        "that feeds the output from list_layers(model)."
+                    )
+            self.score = float(score.detach())
+            self.activation = as_chw(raw.detach(), self.info)
+            a = self.activation[0].to("cpu", torch.float64)
+            g = as_chw(grad.detach(), self.info)[0].to("cpu", torch.float64) if grad is not None else None
+            del output, score, grad, raw
+            cam_map, weights = self.cam_map(a, g)
+            cam = torch.relu(cam_map).numpy()
+            activations_mean = a.mean(dim=0).numpy()
+            weights_array = weights.detach().to(torch.float64).numpy()
+        self.input = self.activation = torch.empty(0)
+        return self._result(cam, activations_mean, weights_array, probabilities)
+
+    def _result(
+        self, cam: np.ndarray, mean: np.ndarray, weights: np.ndarray, probabilities: np.ndarray | None
+    ) -> CamResult:
+        target = self.target
+        peak = float(cam.max()) if cam.size else 0.0
+        normalized = cam / peak if peak > 0 else np.zeros_like(cam)
+        classifier = probabilities is not None and target.output is None and target.channel is not None
+        index = target.channel if target.channel is not None else -1
+        return CamResult(
+            cam=_readonly(cam),
+            normalized=_readonly(normalized),
+            class_index=index,
+            class_name=self.model.category(index) if classifier else target.label(),
+            probability=float(probabilities[index]) if classifier and probabilities is not None else float("nan"),
+            probabilities=_readonly(probabilities if probabilities is not None else np.zeros(0)),
+            layer=self.layer,
+            activations_mean=_readonly(mean),
+            weights=_readonly(weights),
+            score=self.score,
+            method=self.name,
+            target=target,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Public functions
+
+
+def cam(
+    model: LoadedModel,
+    image: Image.Image,
+    layer: str,
+    class_index: int | None = None,
+    method: str = "gradcam",
+    *,
+    target: CamTarget | None = None,
+    progress: Progress | None = None,
+) -> CamResult:
+    """The ``method`` map (a name of :data:`~featviz_core.cam_methods.CAM_METHODS`) of ``class_index``
+    (default: the most probable class), or of ``target`` for a model that is not a classifier, at ``layer``.
+
+    ``layer`` is a name from :func:`~featviz_core.hooks.list_layers` whose output is a feature map
+    (:class:`LayerError` otherwise; :func:`default_cam_layer` gives a good one). No score to explain, a class
+    out of range, an unknown method, or a gradient method on a model without gradients raise
+    :class:`CamError`. ``progress(done, total, None)`` follows the forward passes of the slow methods
+    (Score-CAM); whatever it raises stops the computation cleanly. The model is left exactly as it was: no
+    hook, no ``.grad``, same ``requires_grad`` and ``training`` flags, lock released.
+    """
+    from .cam_methods import method_class
+
+    return method_class(method)(model, layer, progress=progress).run(image, class_index, target)
+
+
 def gradcam(
     model: LoadedModel,
     image: Image.Image,
     layer: str,
     class_index: int | None = None,
 ) -> CamResult:
-    """Grad-CAM of ``class_index`` (default: the most probable class) at ``layer`` for ``image``.
-
-    ``layer`` is a name from :func:`~featviz_core.hooks.list_layers` whose output is a feature map
-    (:class:`LayerError` otherwise; :func:`default_cam_layer` gives a good one). A model whose output is not
-    one vector of class logits, or a class index out of range, raises :class:`CamError`. The model is left
-    exactly as it was: no hook, no ``.grad``, same ``requires_grad`` and ``training`` flags, lock released.
-    """
-    info = layer_info(model, layer, spatial=True)
-    # ``inference_mode(False)``: this also works when the caller is inside ``torch.inference_mode()``.
-    with torch.inference_mode(False), torch.no_grad():
-        tensor = model.preprocess(image).detach()
-        with (
-            ActivationRecorder(model.module, [], lock=model.lock),  # lock, eval mode, flags restored
-            _tap_layer(model.module, layer) as tap,
-        ):
-            output = model.module(tensor)
-        # The backward pass below runs outside the lock: it only reads the graph and the parameters, so
-        # another session can already run its forward pass.
-        activation = tap.activation
-        if activation is None:
-            raise LayerError(
-                f"Layer '{layer}' did not run for this image; choose another from list_layers(model)."
-            )
-        logits = _check_logits(model, output)
-        classes = int(logits.shape[1])
-        index = (
-            int(torch.argmax(logits[0]).item()) if class_index is None else _check_class(class_index, classes)
-        )
-        score = logits[0, index]
-        if not score.requires_grad:
-            raise CamError(
-                f"The score of class {index} does not depend on layer '{layer}' through operations autograd "
-                "can follow; choose a layer nearer the output from list_layers(model)."
-            )
-        (grad,) = torch.autograd.grad(score, activation, allow_unused=True)
-        if grad is None:
-            raise CamError(
-                f"The class scores of {model.name} do not depend on layer '{layer}'; choose a layer that "
-                "feeds the classifier from list_layers(model)."
-            )
-        score_value = float(score.detach())
-        # The same softmax as extract(), so both pages show the same probabilities.
-        probabilities = torch.softmax(logits.detach().to(torch.float32), dim=1)[0].numpy()
-        a = as_chw(activation.detach(), info)[0].to(torch.float64)
-        alphas = as_chw(grad.detach(), info)[0].to(torch.float64).mean(dim=(1, 2))
-        cam = torch.relu(torch.einsum("k,khw->hw", alphas, a)).numpy()
-        activations_mean = a.mean(dim=0).numpy()
-        del output, logits, score, grad, activation, tap
-    peak = float(cam.max()) if cam.size else 0.0
-    normalized = cam / peak if peak > 0 else np.zeros_like(cam)
-    return CamResult(
-        cam=_readonly(cam),
-        normalized=_readonly(normalized),
-        class_index=index,
-        class_name=model.category(index),
-        probability=float(probabilities[index]),
-        probabilities=_readonly(probabilities),
-        layer=layer,
-        activations_mean=_readonly(activations_mean),
-        weights=_readonly(alphas.numpy()),
-        score=score_value,
-    )
+    """Grad-CAM of ``class_index`` (default: the most probable class) at ``layer`` for ``image``:
+    ``cam(model, image, layer, class_index, "gradcam")``."""
+    return cam(model, image, layer, class_index, "gradcam")
 
 
 def _is_pooling(info: LayerInfo) -> bool:

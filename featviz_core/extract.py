@@ -51,14 +51,29 @@ class Extraction:
         return [int(i) for i in np.argsort(-self.probabilities, kind="stable")[:k]]
 
 
+def _is_logits(output: object) -> bool:
+    return isinstance(output, torch.Tensor) and output.ndim == 2 and output.shape[0] == 1 and output.shape[1] > 1
+
+
+def already_probabilities(scores: torch.Tensor) -> bool:
+    """True when a (1, K) output is a probability vector already (the model ends in a softmax, as Keras
+    classifiers and many ONNX files do): all values in [0, 1], summing to 1."""
+    values = scores.detach().to(torch.float64)
+    return bool(values.min() >= 0 and values.max() <= 1 and abs(float(values.sum()) - 1.0) < 1e-4)
+
+
 def probabilities_from_output(output: object) -> np.ndarray | None:
-    """Softmax of a (1, K) logits tensor as float32 (K,); None for any other output."""
-    if isinstance(output, torch.Tensor) and output.ndim == 2 and output.shape[0] == 1 and output.shape[1] > 1:
-        probs = torch.softmax(output.detach().to(torch.float32), dim=1)[0]
-        array = probs.numpy().copy()
-        array.flags.writeable = False
-        return array
-    return None
+    """Class probabilities from a (1, K) output as float32 (K,): its softmax, or the output itself when it
+    is a probability vector already (a softmax applied twice would flatten every prediction). None for
+    any other output."""
+    if not _is_logits(output):
+        return None
+    assert isinstance(output, torch.Tensor)
+    scores = output.detach().to(torch.float32).cpu()
+    probs = scores[0] if already_probabilities(scores) else torch.softmax(scores, dim=1)[0]
+    array = probs.numpy().copy()
+    array.flags.writeable = False
+    return array
 
 
 def _as_array(tensor: torch.Tensor) -> np.ndarray:
@@ -67,6 +82,18 @@ def _as_array(tensor: torch.Tensor) -> np.ndarray:
         array = np.ascontiguousarray(array)
     array.flags.writeable = False
     return array
+
+
+def to_host(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors on the CPU, in one transfer from an accelerator (each separate copy would synchronize)."""
+    if not tensors or all(t.device.type == "cpu" for t in tensors):
+        return list(tensors)
+    flat = torch.cat([t.detach().reshape(-1).to(torch.float32) for t in tensors]).cpu()
+    out, start = [], 0
+    for t in tensors:
+        out.append(flat[start : start + t.numel()].reshape(t.shape))
+        start += t.numel()
+    return out
 
 
 def extract(model: LoadedModel, image: Image.Image, layers: Sequence[str]) -> Extraction:
@@ -81,7 +108,7 @@ def extract(model: LoadedModel, image: Image.Image, layers: Sequence[str]) -> Ex
         raise LayerError("No layer chosen; pass at least one name from list_layers(model).")
     infos = [layer_info(model, name, spatial=True) for name in names]
     to_clone = {info.name for info in infos if info.overwritten}
-    tensor = model.preprocess(image)
+    tensor = model.preprocess(image).to(model.device)
     with (
         ActivationRecorder(model.module, names, clone=to_clone, lock=model.lock) as recorder,
         torch.inference_mode(),
@@ -93,9 +120,11 @@ def extract(model: LoadedModel, image: Image.Image, layers: Sequence[str]) -> Ex
         raise LayerError(
             f"Layer '{missing[0]}' did not run for this image; choose another from list_layers(model)."
         )
+    logits = output if _is_logits(output) else None
+    host = to_host([recorded[name] for name in names] + ([logits] if logits is not None else []))
     return Extraction(
-        activations={name: _as_array(as_chw(recorded[name], info)) for name, info in zip(names, infos, strict=True)},
-        probabilities=probabilities_from_output(output),
+        activations={name: _as_array(as_chw(t, info)) for name, info, t in zip(names, infos, host, strict=False)},
+        probabilities=probabilities_from_output(host[-1] if logits is not None else output),
         categories=model.categories,
         model_key=model.key,
         input_shape=tuple(tensor.shape),

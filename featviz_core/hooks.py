@@ -237,7 +237,7 @@ def _trace(model: LoadedModel, size: tuple[int, int]) -> _Trace:
 
         return post
 
-    dummy = torch.zeros(1, model.input_channels, *size)
+    dummy = torch.zeros(1, model.input_channels, *size, device=model.device)
     with ActivationRecorder(module, [], lock=model.lock):
         handles = []
         try:

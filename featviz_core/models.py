@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 from torch import nn
-from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 from .errors import ModelLoadError
 
 __all__ = [
     "NORMALIZATIONS",
+    "NORMALIZATION_LABELS",
     "LoadedModel",
+    "Normalizer",
     "Preprocessing",
+    "cover_view",
     "standard_preprocessing",
     "view_transform",
 ]
@@ -101,14 +103,20 @@ def view_transform(
     return _view
 
 
-NORMALIZATIONS: dict[str, tuple[str, tuple[float, float, float], tuple[float, float, float]]] = {
-    "imagenet": ("ImageNet mean and std (most PyTorch and timm models)", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "0-1": ("Pixel values 0 to 1", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-    "-1-1": ("Pixel values −1 to 1 (Inception, MobileNet in Keras)", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    "0-255": ("Raw pixel values 0 to 255 (Keras models with built-in preprocessing)", (0.0, 0.0, 0.0), (1 / 255,) * 3),
+NORMALIZATIONS: dict[str, str] = {
+    "imagenet": "What most PyTorch and timm models were trained with.",
+    "0-1": "Pixel values divided by 255.",
+    "-1-1": "Many TensorFlow/Keras and MobileNet-style models.",
+    "0-255": "Raw pixels: Keras models that scale inside the graph.",
 }
-"""Input scalings a user can choose for a model that does not say (ONNX files, their own code):
-name -> (plain description, per-channel mean, per-channel std) applied to pixels in 0–1."""
+"""Input scalings a user can choose for a model that does not say (ONNX files, their own code), with one
+line of help each; ImageNet is the default."""
+
+NORMALIZATION_LABELS: dict[str, str] = {
+    "imagenet": "ImageNet mean/std", "0-1": "0 to 1", "-1-1": "-1 to 1", "0-255": "0 to 255 (raw pixels)",
+}  # fmt: skip
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -137,57 +145,95 @@ class Preprocessing:
         height, width = (int(v) for v in size)
         return (height, width)
 
-    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        if self.mean is not None and self.std is not None:
-            return tuple(self.mean), tuple(self.std)
-        if self.normalization not in NORMALIZATIONS:
-            choices = ", ".join(NORMALIZATIONS)
-            raise ModelLoadError(f"'{self.normalization}' is not a normalisation featviz knows; use one of {choices}.")
-        _, mean, std = NORMALIZATIONS[self.normalization]
-        return mean, std
+
+class Normalizer:
+    """Pixels in 0–1, (C, H, W) -> the model's input scale; exact arithmetic for the fixed scalings
+    (``x * 255`` gives whole numbers, where dividing by 1/255 would not). Picklable, for worker processes."""
+
+    def __init__(self, normalization: str = "imagenet", channels: int = 3,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+        if mean is None or std is None:
+            if normalization not in NORMALIZATIONS:
+                raise ModelLoadError(
+                    f"Unknown normalization '{normalization}'; use one of: {', '.join(NORMALIZATIONS)}."
+                )
+            if normalization == "imagenet":
+                mean, std = IMAGENET_MEAN, IMAGENET_STD
+        self.kind = "affine" if mean is not None and std is not None else normalization
+        if self.kind == "affine":
+            assert mean is not None and std is not None
+            mean_list, std_list = [float(m) for m in mean], [float(v) for v in std]
+            if channels == 1 and len(mean_list) == 3:
+                mean_list, std_list = [statistics.fmean(mean_list)], [statistics.fmean(std_list)]
+            if len(mean_list) != channels or len(std_list) != channels or any(v == 0 for v in std_list):
+                raise ModelLoadError(
+                    f"The normalisation needs {channels} mean and {channels} non-zero std values, one per input "
+                    "channel."
+                )
+            self.mean = torch.tensor(mean_list).reshape(-1, 1, 1)
+            self.std = torch.tensor(std_list).reshape(-1, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "affine":
+            return (x - self.mean) / self.std
+        if self.kind == "-1-1":
+            return x * 2.0 - 1.0
+        if self.kind == "0-255":
+            return x * 255.0
+        return x
+
+
+def cover_view(
+    size: tuple[int, int], interpolation: TF.InterpolationMode = TF.InterpolationMode.BILINEAR
+) -> Callable[[Image.Image], Image.Image]:
+    """Resize so the picture covers ``size`` = (height, width) keeping its aspect ratio, then centre-crop
+    (for a square input: the shorter side to the input's side, as torchvision's eval transforms do)."""
+    return _CoverView(int(size[0]), int(size[1]), interpolation)
+
+
+class _CoverView:
+    def __init__(self, height: int, width: int, interpolation: TF.InterpolationMode) -> None:
+        self.height, self.width, self.interpolation = height, width, interpolation
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        height, width = self.height, self.width
+        scale = max(height / image.height, width / image.width)
+        resized = (max(height, round(image.height * scale)), max(width, round(image.width * scale)))
+        if resized != (image.height, image.width):
+            image = TF.resize(image, list(resized), interpolation=self.interpolation, antialias=True)
+        return TF.center_crop(image, [height, width])
+
+
+class _Standard:
+    def __init__(self, view: Callable[[Image.Image], Image.Image], normalize: Normalizer) -> None:
+        self.view, self.normalize = view, normalize
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.normalize(TF.to_tensor(self.view(image)))
 
 
 def standard_preprocessing(
     input_size: tuple[int, int],
     channels: int,
-    mean: Sequence[float],
-    std: Sequence[float],
     *,
+    normalization: str = "imagenet",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     resize: int | None = None,
     interpolation: TF.InterpolationMode = TF.InterpolationMode.BILINEAR,
 ) -> tuple[Callable[[Image.Image], torch.Tensor], Callable[[Image.Image], Image.Image]]:
-    """(transform, view) of the usual eval pipeline: resize the shorter side to ``resize`` (default: the
-    crop's shorter side), centre-crop to ``input_size`` = (H, W), to tensor, normalise with ``mean``/``std``
-    (3 values are averaged to 1 for grey models). ``view`` is the geometric part, for overlays. A non-square
-    input (an OCR model's 48×320) is filled instead: the image is scaled to cover it, then centre-cropped."""
+    """(transform, view) of the usual eval pipeline for a model that brings no transform of its own: the
+    picture scaled to cover ``input_size`` = (H, W) and centre-cropped (``resize``: the shorter side to that
+    many pixels first, then the crop), to a 0–1 tensor, then ``normalization`` (or ``mean``/``std``).
+    ``view`` is the geometric part, for overlays."""
     if channels not in (1, 3):
         raise ModelLoadError(
             f"This model takes {channels} input channels; featviz shows models that take grey (1 channel) "
             "or colour (3 channels) images."
         )
-    mean, std = [float(m) for m in mean], [float(s) for s in std]
-    if channels == 1 and len(mean) == 3:
-        mean, std = [statistics.fmean(mean)], [statistics.fmean(std)]
-    if len(mean) != channels or len(std) != channels or any(s == 0 for s in std):
-        raise ModelLoadError(
-            f"The normalisation needs {channels} mean and {channels} non-zero std values, one per input channel."
-        )
     height, width = (int(v) for v in input_size)
-    if resize is None and height != width:
-        view = _cover_view(height, width, interpolation)
+    if resize is not None:
+        view = view_transform(resize, (height, width), interpolation)
     else:
-        view = view_transform(resize if resize is not None else height, (height, width), interpolation)
-    transform = T.Compose([view, T.ToTensor(), T.Normalize(mean, std)])
-    return transform, view
-
-
-def _cover_view(
-    height: int, width: int, interpolation: TF.InterpolationMode
-) -> Callable[[Image.Image], Image.Image]:
-    def _view(image: Image.Image) -> Image.Image:
-        scale = max(height / image.height, width / image.width)
-        size = [max(height, round(image.height * scale)), max(width, round(image.width * scale))]
-        resized = TF.resize(image, size, interpolation=interpolation, antialias=True)
-        return TF.center_crop(resized, [height, width])
-
-    return _view
+        view = cover_view((height, width), interpolation)
+    return _Standard(view, Normalizer(normalization, channels, mean, std)), view

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bench import browser, common, contention, extraction, memory, rendering
+from bench import browser, cams, common, contention, extraction, memory, rendering
 from bench import run as bench_run
 from featviz_core import load_torchvision
 
@@ -73,6 +73,16 @@ def test_rendering_smallest_configuration() -> None:
     assert set(result["mosaic_breakdown_first_shape"]) >= {"z", "customdata"}
 
 
+def test_cams_smallest_configuration() -> None:
+    result = cams.run(rounds=1, warmup=0, passes=4, batches=(1, 2))
+    json.dumps(result)
+    assert set(result["methods"]["over_floor"]) == set(cams.FAST)
+    assert set(result["score_cam"]["per_pass_s"]) == {"batch 1", "batch 2"}
+    assert set(result["sanity"]["layers"]) == {"layer4", "layer3"}
+    assert all(c["bytes_without_plotly_js"] > 0 for c in result["report"]["cases"])
+    assert "### 6 · Where it looks" in "\n".join(cams.markdown(result, bench_run._ms, bench_run._x))
+
+
 def test_payload_floor_is_base64_of_the_values_plus_the_channel_index() -> None:
     floor = rendering.floor_bytes(64, 56, 56)
     assert floor["values"] == rendering.b64_len(4 * 64 * 56 * 56)
@@ -105,6 +115,7 @@ def test_markdown_report_and_cli(tmp_path, monkeypatch) -> None:
         "browser": lambda: {"skipped": "not in this test"},
         "memory": lambda: {"skipped": "not in this test"},
         "contention": lambda: {"error": "RuntimeError: pretend"},
+        "cams": lambda: {"skipped": "not in this test"},
     }
     monkeypatch.setattr(bench_run, "_runners", lambda quick: small)
     assert bench_run.main(["--quick", "--out", str(tmp_path)]) == 1  # a failed section is reported

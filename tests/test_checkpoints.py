@@ -109,9 +109,11 @@ def test_bare_state_dict(resnet: nn.Module, resnet_bytes: bytes, image: Image.Im
     assert not loaded.module.training
     assert loaded.key.startswith("checkpoint:") and loaded.key.endswith(":resnet18")
     assert len(loaded.key.split(":")[1]) == 16
-    assert loaded.provenance == (
+    assert loaded.provenance.startswith(
         "your checkpoint model.pt — detected architecture resnet18 (3 classes, 3 input channels)"
     )
+    # timm's resnet18 (and its blur-pool variant) have the same keys and shapes: said, not hidden
+    assert loaded.provenance.endswith("choose it in the menu if that is what you trained")
     assert _outputs_equal(resnet, loaded, _fixed_input())
     # preprocessing is the DEFAULT weights' transforms, and Grad-CAM still gets gradients
     x = loaded.preprocess(image)
@@ -557,3 +559,11 @@ def test_only_model_load_error_escapes(monkeypatch: pytest.MonkeyPatch, resnet_b
 
     with pytest.raises(ModelLoadError):
         load_checkpoint("not bytes")  # type: ignore[arg-type]
+
+
+def test_shipped_torchvision_index_matches_a_fresh_build() -> None:
+    """Detection looks checkpoints up in the shipped index: it must be what the installed torchvision gives
+    (regenerate with `python -m featviz_core.sources.detect` after upgrading torchvision)."""
+    shipped = json.loads(detect.TORCHVISION_INDEX.read_text(encoding="utf-8"))
+    assert shipped["torchvision"] == torchvision.__version__
+    assert shipped["architectures"] == detect.torchvision_fingerprints()

@@ -130,3 +130,18 @@ def test_any_image_size_gives_the_models_input_size(resnet18, make_image, size) 
     result = extract(resnet18, make_image(3, size=size), ["conv1"])
     assert result.input_shape == (1, 3, 224, 224)
     assert result.activations["conv1"].shape == (64, 112, 112)
+
+
+def test_a_model_ending_in_softmax_is_not_softmaxed_twice(tiny, image) -> None:
+    """Keras classifiers and many ONNX files output probabilities already; softmax again would flatten
+    every prediction towards 1/K."""
+    import dataclasses
+
+    net = torch.nn.Sequential(tiny.module, torch.nn.Softmax(dim=1)).eval()
+    model = dataclasses.replace(tiny, module=net, key="test:softmaxed", lock=threading.RLock())
+    with torch.no_grad():
+        expected = net(model.preprocess(image))[0].numpy()
+    probabilities = extract(model, image, ["0.conv1"]).probabilities
+    np.testing.assert_array_equal(probabilities, expected)
+    logits = extract(tiny, image, ["conv1"]).probabilities
+    np.testing.assert_allclose(probabilities, logits, rtol=1e-6)

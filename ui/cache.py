@@ -2,11 +2,14 @@
 
 Models: ``st.cache_resource`` (shared by all sessions; each LoadedModel carries its own lock).
 Extractions: ``st.cache_data`` keyed by the image bytes' digest + the model key + the layer names.
-Images: decoded once per digest. All of it stays in memory: nothing a user uploads is written to disk.
+Images: decoded once per digest. Maps (CAM) and sanity checks: keyed by the same digest and model key + the layer,
+the class or target, the method (the slow methods' results live in ui/jobs.py under :func:`cam_key`).
+All of it stays in memory: nothing a user uploads is written to disk.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -15,11 +18,23 @@ import threading
 import streamlit as st
 from PIL import Image
 
-from featviz_core import Extraction, LoadedModel, extract, load_from_code, load_timm, load_torchvision
-from featviz_core.cam import CamResult, gradcam
+from featviz_core import (
+    Extraction,
+    FeatvizError,
+    LoadedModel,
+    extract,
+    load_from_code,
+    load_timm,
+    load_torchvision,
+)
+from featviz_core.cam import CamResult, CamTarget
+from featviz_core.cam import cam as compute_cam
 from featviz_core.demo import load_demo
+from featviz_core.device import choose_device, place
 from featviz_core.images import load_image
+from featviz_core.sanity import SanityResult, sanity_check
 from featviz_core.sources import load_checkpoint
+from featviz_core.sources.onnx import OnnxInfo, inspect_onnx, load_onnx
 
 log = logging.getLogger("featviz")
 
@@ -42,16 +57,30 @@ def _count_forward(kind: str, model_key: str, digest: str, layers: tuple[str, ..
     log.info("featviz forward pass #%d: %s %s image=%s layers=%s", n, kind, model_key, digest[:12], ",".join(layers))
 
 
+def placed(model: LoadedModel) -> LoadedModel:
+    """``model`` on the device this server uses (GPU when there is one); a model that cannot run there stays
+    on the CPU and its provenance says why. A wrong FEATVIZ_DEVICE is logged and the CPU used."""
+    try:
+        target = choose_device()
+    except FeatvizError as exc:
+        log.warning("%s; using the CPU", exc)
+        return model
+    placement = place(model, target)
+    if placement.fallback:
+        return dataclasses.replace(placement.model, provenance=f"{model.provenance} — {placement.fallback}")
+    return placement.model
+
+
 @st.cache_resource(max_entries=MODEL_ENTRIES, show_spinner=False)
 def torchvision_model(name: str, pretrained: bool) -> LoadedModel:
     """A torchvision model; with ``pretrained`` the weights must already be in the cache (see downloads)."""
-    return load_torchvision(name, weights="DEFAULT" if pretrained else None)
+    return placed(load_torchvision(name, weights="DEFAULT" if pretrained else None))
 
 
 @st.cache_resource(max_entries=MODEL_ENTRIES, show_spinner=False)
 def timm_model(name: str, pretrained: bool) -> LoadedModel:
     """A timm model; with ``pretrained`` the weights must already be in the Hugging Face cache."""
-    return load_timm(name, pretrained=pretrained)
+    return placed(load_timm(name, pretrained=pretrained))
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
@@ -60,12 +89,12 @@ def code_model(
     normalization: str | None,
 ) -> LoadedModel:
     """The model class named on the command line (``--model pkg.module:factory``)."""
-    return load_from_code(spec, weights, classes, input_size=input_size, normalization=normalization)
+    return placed(load_from_code(spec, weights, classes, input_size=input_size, normalization=normalization))
 
 
 @st.cache_resource(max_entries=1, show_spinner=False)
 def demo_model() -> LoadedModel:
-    return load_demo()
+    return placed(load_demo())
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
@@ -73,7 +102,30 @@ def checkpoint_model(
     digest: str, arch: str | None, names_digest: str, _data: bytes, _names: tuple[str, ...] | None, _filename: str
 ) -> LoadedModel:
     """A user's checkpoint, keyed by the digest of its bytes (the bytes themselves are not hashed again)."""
-    return load_checkpoint(_data, arch=arch, categories=list(_names) if _names else None, filename=_filename)
+    return placed(load_checkpoint(_data, arch=arch, categories=list(_names) if _names else None, filename=_filename))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def onnx_info(digest: str, _data: bytes, _filename: str) -> OnnxInfo:
+    """What an uploaded ONNX file says about its input (keyed by the digest of its bytes)."""
+    return inspect_onnx(_data, _filename)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def onnx_model(
+    digest: str,
+    input_size: tuple[int, int] | None,
+    normalization: str,
+    names_digest: str,
+    _data: bytes,
+    _names: tuple[str, ...] | None,
+    _filename: str,
+) -> LoadedModel:
+    """An uploaded ONNX model, keyed by the digest of its bytes and the settings (never by the bytes)."""
+    return placed(load_onnx(
+        _data, _filename, input_size=input_size, normalization=normalization,
+        categories=list(_names) if _names else None,
+    ))  # fmt: skip
 
 
 @st.cache_data(max_entries=IMAGE_ENTRIES, max_size=IMAGE_BYTES, show_spinner=False)
@@ -91,10 +143,49 @@ def extraction(
     return extract(_model, _image, list(layers))
 
 
+def cam_key(
+    digest: str, model_key: str, layer: str, class_index: int | None, method: str, target: CamTarget | None
+) -> str:
+    """One string for a map's inputs (cache and job keys): image digest, model, layer, class or target, method."""
+    what = f"class={class_index}" if target is None else f"target={target.key}"
+    return f"{digest}|{model_key}|{layer}|{what}|{method}"
+
+
 @st.cache_data(max_entries=EXTRACTION_ENTRIES, max_size=EXTRACTION_BYTES, show_spinner=False)
 def cam(
-    digest: str, model_key: str, layer: str, class_index: int | None, _model: LoadedModel, _image: Image.Image
+    digest: str,
+    model_key: str,
+    layer: str,
+    class_index: int | None,
+    _model: LoadedModel,
+    _image: Image.Image,
+    method: str = "gradcam",
+    target_key: str = "",
+    _target: CamTarget | None = None,
 ) -> CamResult:
-    """Grad-CAM of one class at one layer (a forward and a backward pass), cached like extractions."""
-    _count_forward("gradcam", model_key, digest, (layer,))
-    return gradcam(_model, _image, layer, class_index)
+    """One class activation map (a forward and, for gradient methods, a backward pass), cached like extractions.
+    ``target_key`` is ``_target.key`` (the target itself is not hashed)."""
+    _count_forward(method, model_key, digest, (layer,))
+    return compute_cam(_model, _image, layer, class_index, method, target=_target)
+
+
+SANITY_ENTRIES = 16
+
+
+@st.cache_data(max_entries=SANITY_ENTRIES, max_size=EXTRACTION_BYTES, show_spinner=False)
+def sanity(
+    digest: str,
+    model_key: str,
+    layer: str,
+    class_index: int | None,
+    method: str,
+    target_key: str,
+    seed: int,
+    _model: LoadedModel,
+    _image: Image.Image,
+    _target: CamTarget | None,
+    _original: CamResult,
+) -> SanityResult:
+    """The sanity check of a map already computed (``_original``): only the randomised copy's map is new."""
+    _count_forward(f"sanity-{method}", model_key, digest, (layer,))
+    return sanity_check(_model, _image, layer, class_index, method, seed=seed, target=_target, original=_original)

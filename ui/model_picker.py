@@ -9,16 +9,17 @@ from __future__ import annotations
 import streamlit as st
 
 from featviz_core import LoadedModel
+from featviz_core.device import describe_device
 
-from . import cache, source_checkpoint, source_code, source_imagenet
+from . import cache, source_checkpoint, source_code, source_imagenet, source_onnx
 from .errors import guard
 
-IMAGENET, CHECKPOINT, CODE, DEMO = "ImageNet model", "Your checkpoint", "Your code", "Demo model"
+IMAGENET, CHECKPOINT, ONNX, CODE, DEMO = "ImageNet model", "Your checkpoint", "ONNX file", "Your code", "Demo model"
 
 
 def kinds() -> tuple[str, ...]:
     """The sources on offer; "Your code" only when the server was started with --model."""
-    base = (IMAGENET, CHECKPOINT, DEMO)
+    base = (IMAGENET, CHECKPOINT, ONNX, DEMO)
     return (CODE, *base) if source_code.available() else base
 
 
@@ -56,6 +57,8 @@ def apply_model_spec(spec: str) -> None:
         state["model_kind"] = IMAGENET
     elif parts[0] == "checkpoint":
         state["model_kind"] = CHECKPOINT
+    elif parts[0] == "onnx":
+        state["model_kind"] = ONNX
     elif parts[0] == "code" and source_code.available():
         state["model_kind"] = CODE
 
@@ -69,8 +72,8 @@ def section() -> tuple[LoadedModel, str, str | None]:
         state["model_kind"] = DEMO
     kind = st.radio(
         "Model", offered, key="model_kind", horizontal=False,
-        help="An ImageNet network from torchvision or timm, your own fine-tuned weights, or the small demo "
-        "network that ships with featviz and needs no internet.",
+        help="An ImageNet network from torchvision or timm, your own fine-tuned weights, an ONNX file from any "
+        "framework, or the small demo network that ships with featviz and needs no internet.",
         label_visibility="collapsed",
     )
     model: LoadedModel | None = None
@@ -79,6 +82,8 @@ def section() -> tuple[LoadedModel, str, str | None]:
         model, spec = source_imagenet.section()
     elif kind == CHECKPOINT:
         model, spec = source_checkpoint.section()
+    elif kind == ONNX:
+        model, spec = source_onnx.section()
     elif kind == CODE:
         model, spec = source_code.section()
     notice = None
@@ -88,9 +93,7 @@ def section() -> tuple[LoadedModel, str, str | None]:
         with guard("loading the demo model"):
             model = cache.demo_model()
     state["model_spec"] = spec
-    st.caption(model.provenance)
+    st.caption(f"{model.provenance} · runs on {describe_device(model.device)}")
     if model.source in ("torchvision", "timm") and model.weights is None:
         st.caption("⚠️ Random weights: the predictions mean nothing; the maps show an untrained network.")
-    if not model.supports_gradients:
-        st.caption("This model runs outside PyTorch's autograd: views that need gradients (Grad-CAM) are off.")
     return model, model.provenance, notice

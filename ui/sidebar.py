@@ -185,11 +185,16 @@ def render_safely() -> Selection:
 
 
 def page_header(title: str, how_to_read: str, selection: Selection) -> None:
-    """Title, what is on screen, the first-view notice, and a short "How to read this"."""
+    """Title, what is on screen, the first-view notice, a short "How to read this" and "Download report"."""
     st.title(title)
     shape = "×".join(str(s) for s in selection.layer.shape or ())
     st.caption(f"{selection.image_name} · {selection.model.name} · layer {selection.layer.name} ({shape})")
     if selection.notice:
         st.info(selection.notice, icon=":material/info:")
-    with st.expander("How to read this", icon=":material/help:"):
+    from .report import report_button  # the report reads the caches this module's callers fill
+
+    read, report = st.columns([4, 1.3])
+    with read, st.expander("How to read this", icon=":material/help:"):
         st.markdown(how_to_read)
+    with report:
+        report_button(selection)

@@ -18,6 +18,7 @@ from . import cache
 PAGE_KEYS = (
     "channel", "order", "scale", "cmap", "grid_page", "opacity", "cam_layer", "cam_class", "cam_opacity",
     "compare_source", "compare_sample", "filter_layer", "filter_input", "detail_channel_input",
+    "cam_method", "cam_output", "cam_channel", "report_include_image",
 )
 
 # Query parameters of a shareable link, and the session keys they restore.

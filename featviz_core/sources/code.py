@@ -191,8 +191,8 @@ def load_from_code(
         else:
             categories = parse_class_names(_read(classes, "class names")[0])
     channels = pre.channels or _first_conv_channels(module) or 3
-    mean, std = pre.mean_std()
-    transform, view = standard_preprocessing(pre.size, channels, mean, std, resize=pre.resize)
+    transform, view = standard_preprocessing(pre.size, channels, normalization=pre.normalization, mean=pre.mean,
+                                             std=pre.std, resize=pre.resize)
     module.eval()
     _try_once(module, channels, pre.size, spec)
     names_key = hashlib.sha256("\n".join(categories).encode()).hexdigest()[:8] if categories else "-"
@@ -200,7 +200,7 @@ def load_from_code(
     return LoadedModel(
         module=module,
         name=spec.rpartition(":")[2] or spec,
-        key=f"code:{spec}:{digest}:{height}x{width}:{mean}:{std}:{channels}:{names_key}",
+        key=f"code:{spec}:{digest}:{height}x{width}:{pre.normalization}:{pre.mean}:{pre.std}:{channels}:{names_key}",
         categories=categories,
         input_channels=channels,
         input_size=pre.size,

@@ -11,13 +11,16 @@ first dimension (the number of classes) and the first convolution's input channe
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
+import sys
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -196,16 +199,38 @@ def _torchvision_families() -> dict[str, tuple[str, ...]]:
     return {family: tuple(names) for family, names in groups.items()}
 
 
-@functools.lru_cache(maxsize=1)
-def _torchvision_index() -> dict[str, tuple[Arch, ...]]:
-    """Key fingerprint -> torchvision architectures (with and without auxiliary classifiers)."""
-    index: dict[str, list[Arch]] = {}
+TORCHVISION_INDEX = Path(__file__).with_name("torchvision_fingerprints.json")
+"""Every torchvision architecture's key fingerprints, for the torchvision version named in the file; made by
+``python -m featviz_core.sources.detect`` (building all 80 on the meta device takes 10–20 s on 2 cores)."""
+
+
+def torchvision_fingerprints() -> dict[str, list[str]]:
+    """Architecture -> fingerprints of its keys with and without auxiliary classifiers (slow: builds all)."""
+    found = {}
     for name in classification_models():
         sig = signature(Arch("torchvision", name))
-        if sig is None:
-            continue
-        for keys in {sig.keys, sig.keys_without_aux}:
-            index.setdefault(fingerprint(keys), []).append(sig.arch)
+        if sig is not None:
+            found[name] = sorted({fingerprint(sig.keys), fingerprint(sig.keys_without_aux)})
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _torchvision_index() -> dict[str, tuple[Arch, ...]]:
+    """Key fingerprint -> torchvision architectures: from the shipped file when it was made for the installed
+    torchvision, else computed once (every shape is compared afterwards either way)."""
+    table: dict[str, list[str]] | None = None
+    try:
+        data = json.loads(TORCHVISION_INDEX.read_text(encoding="utf-8"))
+        if data.get("torchvision") == torchvision.__version__:
+            table = data["architectures"]
+    except (OSError, ValueError, KeyError, AttributeError):
+        table = None
+    if table is None:
+        table = torchvision_fingerprints()
+    index: dict[str, list[Arch]] = {}
+    for name, fps in table.items():
+        for fp in fps:
+            index.setdefault(fp, []).append(Arch("torchvision", name))
     return {fp: tuple(archs) for fp, archs in index.items()}
 
 
@@ -447,3 +472,12 @@ def _load(module: nn.Module, fit: Fit) -> None:
         raise ModelLoadError(
             f"The checkpoint does not fit {fit.arch}: {' '.join(lines) or 'the weights do not match'}"
         ) from None
+
+
+if __name__ == "__main__":  # python -m featviz_core.sources.detect: rewrite the torchvision index
+    TORCHVISION_INDEX.write_text(
+        json.dumps({"torchvision": torchvision.__version__, "architectures": torchvision_fingerprints()},
+                   indent=0, sort_keys=True) + "\n",
+        encoding="utf-8",
+    )
+    print(f"wrote {TORCHVISION_INDEX}", file=sys.stderr)
