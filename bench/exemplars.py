@@ -13,7 +13,8 @@ resnet18 with seeded random weights. Per round, in rotating order:
 Layers: the last spatial layer (``layer4.1.relu#2``: the whole network runs, the headline, target ≥ 0.9×
 the bare throughput) and the default mid-level layer (featviz stops the forward pass once the layer has run,
 so it may be faster than the bare pass). The receptive field is measured once per model and layer and
-remembered; its first measurement is timed separately. Medians of interleaved rounds.
+remembered; its first measurement is timed separately. Medians of interleaved rounds, and the ratio of the
+fastest rounds (on a shared machine the other work only ever adds time).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _bare_pass(model: LoadedModel, paths: list[Path], batch_size: int, workers: 
             model.module(batch)
 
 
-def run(images: int = 256, rounds: int = 3, warmup: int = 1, batch_size: int = 32,
+def run(images: int = 128, rounds: int = 7, warmup: int = 1, batch_size: int = 32,
         workers: int | None = None) -> dict[str, Any]:
     workers = default_workers() if workers is None else workers
     model = load_torchvision("resnet18", weights=None)
@@ -111,7 +112,8 @@ def run(images: int = 256, rounds: int = 3, warmup: int = 1, batch_size: int = 3
         throughput = ratio(bare["median"], s["median"])  # (images / featviz s) / (images / bare s)
         result["layers"][label] = {
             "layer": layer, "seconds": s, "images_per_s": images / s["median"] if s["median"] else None,
-            "throughput_over_bare": throughput, "receptive_field_first_s": field_s[label],
+            "throughput_over_bare": throughput, "throughput_over_bare_fastest": ratio(bare["min"], s["min"]),
+            "receptive_field_first_s": field_s[label],
             "pass": None if throughput is None else throughput >= TARGET if label == "last spatial layer" else None,
         }
     return result
