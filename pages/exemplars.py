@@ -144,7 +144,7 @@ def _result_source() -> Exemplars | None:
                    "pictures. The numbers are shown below.", icon=":material/warning:")
         return result
     saved = Path(result.collection_root) if result.collection_root else None
-    if root and saved is not None and saved.is_dir() and inside(saved.resolve(), Path(root).expanduser().resolve()):
+    if root and saved is not None and inside(saved.resolve(), Path(root).expanduser().resolve()) and saved.is_dir():
         with guard("opening the folder of the result"):
             result = result.with_images(folder_collection(saved, root=Path(root).expanduser()), model.model_view)
     else:
