@@ -16,12 +16,16 @@ $(VENV)/.run-installed: requirements.txt | $(PY)
 	$(PY) -m pip install -r requirements.txt
 	@touch $@
 
-$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.run-installed
-	$(PY) -m pip install -r requirements-dev.txt
+$(VENV)/.dev-installed: requirements-dev.txt requirements-ray.txt $(VENV)/.run-installed
+	$(PY) -m pip install -r requirements-dev.txt -r requirements-ray.txt
 	@touch $@
 
+# make run MODEL=pkg.module:factory WEIGHTS=w.safetensors CLASSES=names.txt IMAGES=~/xrays (all optional)
+RUN_ENV = $(if $(MODEL),FEATVIZ_MODEL="$(MODEL)") $(if $(WEIGHTS),FEATVIZ_WEIGHTS="$(WEIGHTS)") \
+          $(if $(CLASSES),FEATVIZ_CLASSES="$(CLASSES)") $(if $(IMAGES),FEATVIZ_IMAGES="$(IMAGES)")
+
 run: $(VENV)/.run-installed
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(RUN_ENV) $(PY) -m streamlit run app.py --server.port $(PORT)
 
 chromium:
 	@bash scripts/ensure_chromium.sh

@@ -16,13 +16,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import browser, cams, contention, device, extraction, memory, rendering, sources
+from . import browser, cams, contention, device, exemplars, extraction, memory, rendering, sources
 from . import onnx as onnx_bench
 from . import visualize as visualization
 from .common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("extraction", "sources", "onnx", "rendering", "browser", "memory", "contention", "device", "cams", "visualize")
+SECTIONS = ("extraction", "sources", "onnx", "rendering", "browser", "memory", "contention", "device", "cams",
+            "visualize", "exemplars")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -43,6 +44,8 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
         "cams": lambda: cams.run(rounds=2 if quick else 7, passes=16 if quick else 64),
         "visualize": lambda: visualization.run(rounds=1 if quick else 5, steps=8 if quick else 32,
                                                full_steps=32 if quick else 256),
+        "exemplars": lambda: exemplars.run(images=48 if quick else 128, rounds=1 if quick else 7,
+                                           warmup=0 if quick else 1),
     }
 
 
@@ -320,6 +323,30 @@ def _visualize_md(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _exemplars_md(r: dict[str, Any]) -> list[str]:
+    bare = r["bare"]
+    lines = [
+        f"### 9 · Exemplars: throughput over {r['images']} JPEGs ({r['model']}, batch {r['batch_size']}, "
+        f"{r['workers']} decoding worker(s); medians of {r['rounds']} interleaved rounds)",
+        "",
+        f"Target: {r['target']}. bare = DataLoader (read, decode, preprocess) + full forward under inference_mode.",
+        "",
+        "| variant | layer | s | images/s | throughput / bare | fastest rounds: throughput / bare "
+        "| receptive field, first time s | target |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+        f"| bare DataLoader + forward | — | {_s(bare['seconds']['median'])} | {bare['images_per_s']:.1f} | 1.00× "
+        "| 1.00× | — | — |",
+    ]
+    for label, d in r["layers"].items():
+        lines.append(
+            f"| featviz ({label}) | `{d['layer']}` | {_s(d['seconds']['median'])} | {d['images_per_s']:.1f} "
+            f"| {_x(d['throughput_over_bare'])} | {_x(d['throughput_over_bare_fastest'])} "
+            f"| {_s(d['receptive_field_first_s'])} | {_ok(d['pass'])} |"
+        )
+    lines.append("")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"## featviz benchmarks — {report['date']}{' (quick)' if report['quick'] else ''}", ""]
     lines += _machine_md(report["machine"])
@@ -327,7 +354,7 @@ def markdown(report: dict[str, Any]) -> str:
         "extraction": _extraction_md, "rendering": _rendering_md, "browser": _browser_md,
         "memory": _memory_md, "contention": _contention_md, "device": _device_md, "sources": _sources_md,
         "onnx": _onnx_md,
-        "cams": lambda r: cams.markdown(r, _ms, _x), "visualize": _visualize_md,
+        "cams": lambda r: cams.markdown(r, _ms, _x), "visualize": _visualize_md, "exemplars": _exemplars_md,
     }
     for name in SECTIONS:
         if name in report["results"]:

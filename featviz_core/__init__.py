@@ -52,6 +52,7 @@ __all__ = [
     "CamError",
     "CamResult",
     "CamTarget",
+    "Exemplars",
     "Extraction",
     "FeatvizError",
     "ImageLoadError",
@@ -76,6 +77,7 @@ __all__ = [
     "download_timm_weights",
     "download_weights",
     "extract",
+    "find_exemplars",
     "gradcam",
     "image_digest",
     "inspect_onnx",
@@ -99,3 +101,13 @@ __all__ = [
     "visualize",
     "weights_are_cached",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Exemplars are imported on first use, so that ``python -m featviz_core.exemplars`` runs that module as
+    # the program without a second copy of it already imported by the package.
+    if name in ("Exemplars", "find_exemplars"):
+        from . import exemplars
+
+        return getattr(exemplars, name)
+    raise AttributeError(f"module 'featviz_core' has no attribute {name!r}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,28 @@ def test_no_network_request_unless_a_download_is_chosen(make_app, monkeypatch, c
     assert connections and all("pytorch.org" in host for host, _ in connections)
     assert at.error and "Could not download" in at.error[0].value
     assert at.session_state["_selection"].model.source == "demo", "the demo model stays on screen"
+
+
+def test_nothing_from_an_uploaded_zip_is_written_to_disk(make_app) -> None:
+    from tests.test_page_exemplars import run_to_the_end, shapes_zip, upload_zip
+
+    data = shapes_zip(12, seed=7, extra={"private/scan.png": png((9, 87, 65), size=(80, 60))})
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        inner = archive.read("my shapes/private/scan.png")
+    markers = (data[-200:-100], inner[-64:])  # the zip's own bytes and one image inside it
+    roots = (ROOT, Path(tempfile.gettempdir()))
+    before = snapshot(*roots)
+    at = make_app(page="pages/exemplars.py")
+    upload_zip(at, data, "private-ward.zip")
+    job = run_to_the_end(at)  # decoded in worker processes, from memory
+    assert job.state == "done" and job.result.count == 13
+    at.button(key="ex_open_top_0").click().run()  # an exemplar becomes the sidebar's image
+    no_exception(at)
+    at.switch_page("pages/feature_maps.py").run()
+    no_exception(at)
+    after = snapshot(*roots)
+    changed = [p for p, meta in after.items() if before.get(p) != meta]
+    leaked = [p for p in changed if any(contains(p, m) for m in markers)]
+    assert not leaked, f"the zip's contents were written to {leaked}"
+    new_in_project = [p for p in changed if p.startswith(str(ROOT)) and p not in before]
+    assert not new_in_project, new_in_project

@@ -72,11 +72,16 @@ class Selection:
 
 def remember(upload: Any, key: str, *, name: bool = True) -> None:
     """Keep the bytes of an uploaded file in session memory under ``key``, so they survive the widget being
-    hidden (another image source or model kind); forget them when the user removes the file."""
+    hidden (another image source or model kind); forget them when the user removes the file. When a page put
+    something else under ``key`` (``_by_widget`` False, e.g. an exemplar opened in the sidebar), the widget's
+    file takes over again only once the user uploads a new one."""
     state = st.session_state
     if upload is not None:
-        state[key] = (upload.name, upload.getvalue()) if name else upload.getvalue()
-        state[key + "_by_widget"] = True
+        file_id = getattr(upload, "file_id", None)
+        if state.get(key + "_by_widget") or state.get(key + "_widget_file") != file_id:
+            state[key] = (upload.name, upload.getvalue()) if name else upload.getvalue()
+            state[key + "_by_widget"] = True
+            state[key + "_widget_file"] = file_id
     elif state.get(key + "_by_widget"):
         state[key] = None
         state[key + "_by_widget"] = False
