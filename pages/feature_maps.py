@@ -74,8 +74,9 @@ def _detail(
     m[4].metric("Exactly zero", f"{summary['% zero']:.1f}%")
     left, right = st.columns(2)
     with left:
+        st.session_state.setdefault("opacity", 0.8)  # the value lives in session state (kept across pages)
         opacity = st.slider(
-            "Overlay strength", 0.0, 1.0, 0.8, 0.05, key="opacity",
+            "Overlay strength", 0.0, 1.0, step=0.05, key="opacity",
             help="0 shows only your image, 1 only the channel's map.",
         )
         view = selection.model.model_view(selection.image)

@@ -279,3 +279,15 @@ def test_catalog_fingerprints_match_a_fresh_build(name) -> None:
     fresh = _meta_entry(name)
     assert fresh is not None
     assert catalog()["architectures"][name]["fingerprint"] == fresh["fingerprint"]
+
+
+def test_featviz_offline_switches_huggingface_hub_offline(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(FEATVIZ_OFFLINE="1", HF_HOME=str(tmp_path))
+    code = "import featviz_core, huggingface_hub.constants as c; print(c.HF_HUB_OFFLINE)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "True"

@@ -30,6 +30,8 @@ from .download import ProgressCallback, fetch, offline
 __all__ = ["download_timm_weights", "load_timm", "split_timm_name", "timm_preprocessing", "timm_weights_cached"]
 
 _log = logging.getLogger("featviz")
+if offline():  # FEATVIZ_OFFLINE=1 switches huggingface_hub off too (it reads this once, when first imported)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm itself looks for, in its order
 
 
