@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from featviz_core import export, figures, stats
@@ -140,6 +139,8 @@ def grid_and_detail(selection: Selection) -> None:
 
 
 def stats_and_exports(selection: Selection) -> None:
+    import pandas as pd  # here, not at the top: the maps are on screen before pandas has loaded
+
     with guard("computing statistics"):
         maps = selection.maps()
         channel_stats = stats.channel_stats(maps)

@@ -23,6 +23,7 @@ install`` (which downloads).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -248,6 +249,49 @@ def _wait_healthy(server: AppServer, timeout: float, poll: float = 0.2) -> bool:
             return True
         time.sleep(poll)
     return False
+
+
+PAGE_MARKS_SCRIPT = """
+window.__fv = {marks: {}, watch: []};
+window.__fvCheck = () => {
+  const fv = window.__fv;
+  for (const w of fv.watch) { if (!(w.name in fv.marks)) { try { if (w.fn()) fv.marks[w.name] = performance.now(); } catch (e) {} } }
+};
+new MutationObserver(() => window.__fvCheck()).observe(document, {subtree: true, childList: true, characterData: true,
+  attributes: true, attributeFilter: ['href', 'data-stale', 'data-test-script-state']});
+document.addEventListener('click', () => { if (!('click' in window.__fv.marks)) window.__fv.marks.click = performance.now(); }, true);
+"""
+"""An init script (``context.add_init_script(PAGE_MARKS_SCRIPT)``) that records, on the page's own clock
+(``performance.now()``, 0 = navigation start), the first moment each watched condition held, from every
+change of the page: no polling, so short-lived things (a spinner) are seen too. See :func:`watch`."""
+
+
+def marks_script(conditions: Mapping[str, str]) -> str:
+    """:data:`PAGE_MARKS_SCRIPT` with watchers from the start: name -> JavaScript function source (no
+    argument), e.g. ``{"heatmap": "() => document.querySelector('g.hm image')"}``."""
+    lines = [f"window.__fv.watch.push({{name: {json.dumps(name)}, fn: {source}}});"
+             for name, source in conditions.items()]
+    return PAGE_MARKS_SCRIPT + "\n".join(lines) + "\n"
+
+
+def watch(page: Any, name: str, condition: str, arg: Any = None) -> None:
+    """Record in :func:`page_marks` when the JavaScript ``condition`` (a function of ``arg``) first holds."""
+    page.evaluate(
+        """([name, source, arg]) => { const fn = eval(source); const fv = window.__fv;
+        delete fv.marks[name]; fv.watch = fv.watch.filter(w => w.name !== name);
+        fv.watch.push({name, fn: () => fn(arg)}); window.__fvCheck(); }""",
+        [name, condition, arg],
+    )
+
+
+def page_marks(page: Any) -> dict[str, float]:
+    """Milliseconds (page clock) at which each watched condition first held (and ``click``: the first click
+    since :func:`clear_marks`)."""
+    return dict(page.evaluate("() => window.__fv.marks"))
+
+
+def clear_marks(page: Any) -> None:
+    page.evaluate("() => { window.__fv.marks = {}; }")
 
 
 def chromium_path() -> str | None:

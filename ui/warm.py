@@ -31,9 +31,14 @@ def first_model() -> tuple[Any, bool]:
 
     code = source_code.available()
     if code is not None and code.model:
-        return cache.code_model(code.model, code.weights, code.classes, code.input_size, code.normalization), False
-    if source_imagenet.weights_are_cached(source_imagenet.DEFAULT_ARCH):
-        return cache.torchvision_model(source_imagenet.DEFAULT_ARCH, True), False
+        model = cache.code_model(code.model, code.weights, code.classes, code.input_size, code.normalization)
+        cache.mark_prepared("code", code)
+        return model, False
+    arch = source_imagenet.DEFAULT_ARCH
+    if source_imagenet.weights_are_cached(arch):
+        model = cache.torchvision_model(arch, True)
+        cache.mark_prepared("torchvision", arch, True)
+        return model, False
     return cache.demo_model(), True
 
 
@@ -63,12 +68,13 @@ def _import_app() -> None:
     import plotly.graph_objects  # noqa: F401
     import plotly.io  # noqa: F401 - what st.plotly_chart serializes with
     import plotly.tools  # noqa: F401
+    import pyarrow  # noqa: F401 - how st.dataframe sends it
     import torch  # noqa: F401
     import torchvision  # noqa: F401
 
     import featviz_core  # noqa: F401
 
-    from . import router, sidebar  # noqa: F401 - everything the pages import
+    from . import jobs, router, sidebar, state  # noqa: F401 - everything the router and the pages import
 
 
 def _first_view(model: Any, demo: bool) -> None:
