@@ -85,7 +85,7 @@ def first_view_once(browser: Any, command: Sequence[str], cwd: Path, env: Mappin
             marks = page_marks(page)
             offset = navigated - app.ready_at  # page clock 0 = navigation start (within a few ms)
             pid = app.process.pid
-            rss, anon = rss_bytes(pid), rss_anon_bytes(pid)
+            rss, anon, cuda = rss_bytes(pid), rss_anon_bytes(pid), rss_of_libraries(pid)
             warm = re.search(r"featviz warm-up done in ([\d.]+) s \((.*)\)", app.log_text())
 
         def since_ready(name: str) -> float | None:
@@ -98,10 +98,34 @@ def first_view_once(browser: Any, command: Sequence[str], cwd: Path, env: Mappin
             "heatmap_s": since_ready("heatmap"),
             "rss_mb": round(rss / 2**20, 1),
             "rss_anon_mb": round(anon / 2**20, 1) if anon is not None else None,
+            "rss_cuda_libraries_mb": cuda,
             "warm_up": warm.group(2) if warm else None,
         }
     finally:
         context.close()
+
+
+CUDA_LIBRARIES = re.compile(r"/(nvidia/|cuda/bindings/|triton/|libtorch_cuda|libc10_cuda|libcaffe2_nvrtc|libtorch_nvshmem)")
+"""Mappings of the CUDA build's libraries and of what only it depends on (cuda-bindings, triton): absent with
+PyTorch's CPU wheels."""
+
+
+def rss_of_libraries(pid: int, pattern: re.Pattern[str] = CUDA_LIBRARIES) -> float | None:
+    """MB of ``pid``'s resident memory in file mappings whose path matches ``pattern`` (``/proc/<pid>/smaps``):
+    what the CUDA libraries hold in memory; the CPU wheel does not load them."""
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    total_kb, current = 0, False
+    for line in text.splitlines():
+        head = line.split(None, 1)[0] if line else ""
+        if "-" in head and not head.endswith(":"):  # a mapping's header line: "start-end perms offset dev inode path"
+            parts = line.split()
+            current = len(parts) >= 6 and bool(pattern.search(parts[5]))
+        elif current and head == "Rss:":
+            total_kb += int(line.split()[1])
+    return round(total_kb / 1024, 1)
 
 
 def _option_pattern(name: str) -> re.Pattern[str]:
@@ -225,7 +249,8 @@ def run(runs: int = 5, switch_runs: int | None = None, models: Sequence[str] = S
     steps: dict[str, list[dict[str, float]]] = {m: [breakdown(m) for _ in range(switch_runs)] for m in models}
     first_view: dict[str, Any] = {}
     for label, rows in samples.items():
-        keys = ("server_start_to_ready_s", "first_element_s", "loading_line_s", "heatmap_s", "rss_mb", "rss_anon_mb")
+        keys = ("server_start_to_ready_s", "first_element_s", "loading_line_s", "heatmap_s", "rss_mb", "rss_anon_mb",
+                "rss_cuda_libraries_mb")
         first_view[label] = {
             "command": " ".join(str(c) for c in chosen[label]["command"][1:]),
             "env": dict(chosen[label].get("env") or {}),

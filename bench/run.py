@@ -287,8 +287,8 @@ def _first_view_md(r: dict[str, Any]) -> list[str]:
         f"≤ {r['target_s']:.0f} s after ready with `{r['target_variant']}`.",
         "",
         "| server | start → ready s | ready → first element s | ready → “Loading the model…” s "
-        "| ready → heatmap s (p25–p75) | RSS MB (anonymous) after the view | target |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| ready → heatmap s (p25–p75) | RSS MB after the view | of which anonymous / CUDA libraries MB | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for label, d in r["first_view"].items():
         heat = d["heatmap_s"]
@@ -296,7 +296,8 @@ def _first_view_md(r: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {label} | {_s(d['server_start_to_ready_s']['median'])} | {_s(d['first_element_s']['median'])} "
             f"| {_s(d['loading_line_s']['median'])} | {_s(heat['median'])} ({_s(heat['p25'])}–{_s(heat['p75'])}) "
-            f"| {_mb(d['rss_mb']['median'])} ({_mb(d['rss_anon_mb']['median'])}) | {target} |"
+            f"| {_mb(d['rss_mb']['median'])} | {_mb(d['rss_anon_mb']['median'])} / "
+            f"{_mb(d['rss_cuda_libraries_mb']['median'])} | {target} |"
         )
     if r["switch"]:
         lines += [
