@@ -73,10 +73,31 @@ def demo() -> LoadedModel:
     return load_demo()
 
 
+# Installed in every page before its first script (new_context): when the user last acted (click, key,
+# change, drop) and when a script run last ended, so settle() can wait for the run an action caused.
+RUN_TRACKER = """
+window.__fvInput = 0; window.__fvRunEnd = 0;
+for (const type of ['click', 'keydown', 'change', 'input', 'mouseup', 'drop']) {
+  document.addEventListener(type, () => { window.__fvInput = performance.now(); }, true);
+}
+new MutationObserver((records) => { for (const r of records) {
+  if (r.oldValue === 'running' && r.target.getAttribute('data-test-script-state') !== 'running') {
+    window.__fvRunEnd = performance.now(); } } })
+  .observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state'], attributeOldValue: true});
+"""
+
+
+def new_context(browser: Any, **options: Any) -> Any:
+    """A browser context whose pages track script runs for :func:`settle`."""
+    ctx = browser.new_context(**{"viewport": VIEWPORT, **options})
+    ctx.set_default_timeout(TIMEOUT_MS)
+    ctx.add_init_script(RUN_TRACKER)
+    return ctx
+
+
 @pytest.fixture
 def context(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True, permissions=["camera"])
-    ctx.set_default_timeout(TIMEOUT_MS)
+    ctx = new_context(browser, accept_downloads=True, permissions=["camera"])
     yield ctx
     ctx.close()
 
@@ -113,13 +134,18 @@ def screenshot(page: Any, name: str) -> Path:
 
 
 def settle(page: Any) -> None:
-    """Wait until Streamlit has finished running the script (or a fragment) and nothing is stale."""
-    page.wait_for_timeout(200)  # a rerun starts a moment after the widget changes
-    page.wait_for_selector(
-        "[data-testid=stApp][data-test-connection-state=CONNECTED][data-test-script-state=notRunning]",
-        state="attached",
+    """Wait until the script run (or fragment run) that the last user action asked for has ended and nothing
+    on the page is stale. On a page without :data:`RUN_TRACKER` (a context not made by :func:`new_context`)
+    it can only wait a moment for that run to start."""
+    if page.evaluate("() => window.__fvInput === undefined"):
+        page.wait_for_timeout(200)  # untracked page: a rerun starts a moment after the widget changes
+    page.wait_for_function(
+        """() => { const app = document.querySelector('[data-testid=stApp]');
+        if (!app || app.getAttribute('data-test-connection-state') !== 'CONNECTED'
+            || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+        if (window.__fvInput !== undefined && window.__fvRunEnd < window.__fvInput) return false;
+        return !document.querySelector('[data-stale=true]'); }"""
     )
-    page.wait_for_function("() => !document.querySelector('[data-stale=true]')")
 
 
 def open_app(page: Any, url: str) -> None:
@@ -269,9 +295,9 @@ def screen_point(page: Any, col: float, row: float) -> tuple[float, float]:
 
 def hover_text(page: Any, col: float, row: float) -> str:
     page.mouse.move(2, 2)
-    page.wait_for_timeout(100)
+    page.wait_for_selector(MOSAIC + " .hoverlayer .hovertext", state="detached")  # the previous label is gone
     page.mouse.move(*screen_point(page, col, row))
-    page.wait_for_selector(MOSAIC + " .hoverlayer .hovertext", timeout=3000)
+    page.wait_for_selector(MOSAIC + " .hoverlayer .hovertext")
     return _visible(page.locator(MOSAIC + " .hoverlayer .hovertext").first.text_content() or "")
 
 
@@ -286,7 +312,7 @@ def click_tile(page: Any, channel: int) -> None:
     )
     page.locator(MOSAIC).scroll_into_view_if_needed()
     page.mouse.move(*screen_point(page, col, row))
-    page.wait_for_selector(MOSAIC + " .hoverlayer .hovertext", timeout=3000)
+    page.wait_for_selector(MOSAIC + " .hoverlayer .hovertext")
     page.mouse.down()
     page.mouse.up()
     settle(page)
@@ -499,10 +525,9 @@ def test_a_shared_link_reopens_the_same_view(page: Any, app: AppServer, context:
     shared = mosaic(page)
     link = current_url(page)
 
-    other = context.browser.new_context(viewport=VIEWPORT)
+    other = new_context(context.browser)
     try:
         reopened = other.new_page()
-        reopened.set_default_timeout(TIMEOUT_MS)
         open_app(reopened, link)
         expect(header_caption(reopened)).to_contain_text("circle.png · TinyVGG (demo) · layer block1.pool (16×32×32)")
         expect(image_caption(reopened)).to_contain_text("circle.png")
