@@ -73,17 +73,25 @@ def demo() -> LoadedModel:
     return load_demo()
 
 
-# Installed in every page before its first script (new_context): when the user last acted (click, key,
-# change, drop) and when a script run last ended, so settle() can wait for the run an action caused.
+# Installed in every page before its first script (new_context): after each user action (a trusted click, key,
+# change, drop), whether a script run (or fragment run) has been seen since, so settle() can wait for the run
+# an action caused. A run is seen when Streamlit's script state is or was "running", or an element goes stale.
 RUN_TRACKER = """
-window.__fvInput = 0; window.__fvRunEnd = 0;
+window.__fvInput = 0; window.__fvRan = true; window.__fvLast = '';
 for (const type of ['click', 'keydown', 'change', 'input', 'mouseup', 'drop']) {
-  document.addEventListener(type, () => { window.__fvInput = performance.now(); }, true);
+  document.addEventListener(type, (e) => { if (!e.isTrusted) return;
+    window.__fvInput = performance.now(); window.__fvRan = false; window.__fvLast = type; }, true);
 }
-new MutationObserver((records) => { for (const r of records) {
-  if (r.oldValue === 'running' && r.target.getAttribute('data-test-script-state') !== 'running') {
-    window.__fvRunEnd = performance.now(); } } })
-  .observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state'], attributeOldValue: true});
+const fvState = () => { const app = document.querySelector('[data-testid=stApp]');
+  return app ? app.getAttribute('data-test-script-state') : null; };
+new MutationObserver((records) => {
+  for (const r of records) {
+    if (r.type === 'attributes' && r.attributeName === 'data-test-script-state' && r.oldValue === 'running') window.__fvRan = true;
+    if (r.type === 'attributes' && r.attributeName === 'data-stale' && r.target.getAttribute('data-stale') === 'true') window.__fvRan = true;
+  }
+  if (fvState() === 'running') window.__fvRan = true;
+}).observe(document, {subtree: true, childList: true, attributes: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state', 'data-stale']});
 """
 
 
@@ -139,13 +147,22 @@ def settle(page: Any) -> None:
     it can only wait a moment for that run to start."""
     if page.evaluate("() => window.__fvInput === undefined"):
         page.wait_for_timeout(200)  # untracked page: a rerun starts a moment after the widget changes
-    page.wait_for_function(
-        """() => { const app = document.querySelector('[data-testid=stApp]');
-        if (!app || app.getAttribute('data-test-connection-state') !== 'CONNECTED'
-            || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-        if (window.__fvInput !== undefined && window.__fvRunEnd < window.__fvInput) return false;
-        return !document.querySelector('[data-stale=true]'); }"""
-    )
+    try:
+        page.wait_for_function(
+            """() => { const app = document.querySelector('[data-testid=stApp]');
+            if (!app || app.getAttribute('data-test-connection-state') !== 'CONNECTED'
+                || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+            if (window.__fvRan === false) return false;
+            return !document.querySelector('[data-stale=true]'); }"""
+        )
+    except Exception as exc:
+        state = page.evaluate(
+            """() => { const app = document.querySelector('[data-testid=stApp]');
+            return {connection: app && app.getAttribute('data-test-connection-state'),
+                    script: app && app.getAttribute('data-test-script-state'), ran: window.__fvRan,
+                    last_action: window.__fvLast, stale: document.querySelectorAll('[data-stale=true]').length}; }"""
+        )
+        raise AssertionError(f"the app did not settle: {state}") from exc
 
 
 def open_app(page: Any, url: str) -> None:

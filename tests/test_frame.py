@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -97,3 +98,19 @@ def test_page_config(monkeypatch: pytest.MonkeyPatch) -> None:
     frame.set_page_config()
     assert configs[0]["layout"] == "wide" and str(configs[0]["page_icon"]).endswith("icon.png")
     assert frame.Path(str(configs[0]["page_icon"])).is_file()
+
+
+def test_the_browser_is_sent_one_tiny_chart_per_session_to_fetch_plotly_early(make_app) -> None:  # type: ignore[no-untyped-def]
+    at = make_app()
+    assert at.session_state[frame._PREFETCHED] is True
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert charts and all(c["layout"].get("height") != 10 for c in charts)  # cleared at the end of the run
+    from streamlit.testing.v1 import AppTest
+
+    script = AppTest.from_string(
+        "import streamlit as st\nfrom ui import frame\nfirst = frame.prefetch_charts()\nsecond = frame.prefetch_charts()\n"
+        "st.session_state['result'] = (first is not None, second is None)\n"
+    )
+    script.run()
+    assert script.session_state["result"] == (True, True)
+    assert len(script.get("plotly_chart")) == 1

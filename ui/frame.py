@@ -13,10 +13,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
-__all__ = ["ICON", "LOADING", "busy", "loading_app", "set_page_config"]
+__all__ = ["ICON", "LOADING", "busy", "loading_app", "prefetch_charts", "set_page_config"]
 
 ICON = str(Path(__file__).with_name("icon.png"))  # bundled: no icon font fetched from the internet
 LOADING = "Loading the model…"
@@ -69,3 +70,22 @@ def loading_app() -> Iterator[None]:
 
 
 _APP_MODULE = "ui.sidebar"  # imports featviz_core, torch and torchvision
+
+_PREFETCHED = "_charts_prefetched"
+_TINY_CHART = {
+    "data": [{"type": "heatmap", "z": [[0.0]], "showscale": False, "hoverinfo": "skip", "opacity": 0.0}],
+    "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+               "xaxis": {"visible": False}, "yaxis": {"visible": False}},
+}
+
+
+def prefetch_charts() -> Any:
+    """Once per session, a 10-pixel chart so the browser starts loading Plotly's JavaScript (4.7 MB, fetched
+    only when a page's first chart arrives, then compiled) while the server is still preparing the page.
+    Returns the placeholder to clear at the end of the run (None when there is nothing to clear)."""
+    if st.session_state.get(_PREFETCHED):
+        return None
+    st.session_state[_PREFETCHED] = True
+    slot = st.empty()
+    slot.plotly_chart(_TINY_CHART, config={"staticPlot": True, "displayModeBar": False})
+    return slot

@@ -16,7 +16,7 @@ import threading
 
 import streamlit as st
 
-from .frame import loading_app, set_page_config
+from .frame import loading_app, prefetch_charts, set_page_config
 
 _local = threading.local()
 
@@ -38,18 +38,21 @@ def run_app() -> None:
         for index, (path, title, icon) in enumerate(PAGES)
     ]
     page = st.navigation(pages, position="sidebar")
-    with loading_app():  # the first time only: the frame and the navigation are on screen meanwhile
-        from . import jobs, sidebar
-        from .state import apply_requests, keep_page_state
-    jobs.leave_page(jobs.session_id(), page.url_path)  # long jobs stop when their page is left
-    keep_page_state()
-    apply_requests()
-    sidebar.render_safely()
-    _local.routed = True
+    charts = prefetch_charts()  # the browser starts loading Plotly while the server works
     try:
+        with loading_app():  # the first time only: the frame and the navigation are on screen meanwhile
+            from . import jobs, sidebar
+            from .state import apply_requests, keep_page_state
+        jobs.leave_page(jobs.session_id(), page.url_path)  # long jobs stop when their page is left
+        keep_page_state()
+        apply_requests()
+        sidebar.render_safely()
+        _local.routed = True
         page.run()
     finally:
         _local.routed = False
+        if charts is not None:
+            charts.empty()
 
 
 def ensure_routed() -> None:
