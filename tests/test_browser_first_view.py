@@ -95,3 +95,11 @@ def test_switching_to_a_new_model_names_it_in_a_spinner(page: Any, fresh_app: Ap
     assert "spinner" in marks, "no spinner named resnet34 while it was built"
     assert marks["click"] <= marks["spinner"] < marks["new_heatmap"]
     expect(page.get_by_text("Building resnet34…")).to_have_count(0)
+
+
+def test_the_statistics_table_is_built_when_its_expander_opens(page: Any) -> None:
+    main = page.get_by_test_id("stMain")
+    expect(main.get_by_test_id("stDataFrame")).to_have_count(0)  # not part of the first view
+    main.get_by_text("Numbers for every channel", exact=False).click()
+    expect(main.get_by_test_id("stDataFrame")).to_be_visible()
+    expect(main.get_by_text("Sort by clicking a column header.", exact=False)).to_be_visible()
