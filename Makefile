@@ -1,4 +1,5 @@
-# make run   - create .venv if needed, install requirements.txt, start the app
+# make run   - create .venv if needed, install requirements.txt, start the app (`featviz run`)
+#              make run MODEL=pkg.module:factory WEIGHTS=w.safetensors CLASSES=names.txt IMAGES=~/xrays PORT=8600
 # make test  - the same plus requirements-dev.txt and Chromium, then the whole test suite
 # make bench - measurements (see bench/README.md); make lint - ruff
 PYTHON ?= python3
@@ -20,12 +21,13 @@ $(VENV)/.dev-installed: requirements-dev.txt requirements-ray.txt $(VENV)/.run-i
 	$(PY) -m pip install -r requirements-dev.txt -r requirements-ray.txt
 	@touch $@
 
-# make run MODEL=pkg.module:factory WEIGHTS=w.safetensors CLASSES=names.txt IMAGES=~/xrays (all optional)
-RUN_ENV = $(if $(MODEL),FEATVIZ_MODEL="$(MODEL)") $(if $(WEIGHTS),FEATVIZ_WEIGHTS="$(WEIGHTS)") \
-          $(if $(CLASSES),FEATVIZ_CLASSES="$(CLASSES)") $(if $(IMAGES),FEATVIZ_IMAGES="$(IMAGES)")
+# Optional settings of `make run`, handed to `featviz run` (see featviz/cli.py).
+RUN_ARGS = $(if $(MODEL),--model "$(MODEL)") $(if $(WEIGHTS),--weights "$(WEIGHTS)") \
+           $(if $(CLASSES),--classes "$(CLASSES)") $(if $(INPUT_SIZE),--input-size "$(INPUT_SIZE)") \
+           $(if $(NORMALIZATION),--normalization "$(NORMALIZATION)") $(if $(IMAGES),--images "$(IMAGES)")
 
 run: $(VENV)/.run-installed
-	$(RUN_ENV) $(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m featviz run --port $(PORT) $(RUN_ARGS)
 
 chromium:
 	@bash scripts/ensure_chromium.sh
@@ -44,4 +46,4 @@ demo-model: $(VENV)/.run-installed
 	$(PY) -m featviz_core.demo.train
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts build *.egg-info

@@ -1,9 +1,9 @@
-"""featviz: see what a convolutional network sees. Run with `make run` (or `streamlit run app.py`)."""
+"""featviz: see what a convolutional network sees. Run with `featviz run` / `make run` (or `streamlit run app.py`)."""
 
 from ui.runtime import tune_process
 
 tune_process()  # before torch is first imported
 
-from ui.router import run_app  # noqa: E402
+from ui.router import run_app  # noqa: E402 - imports only Streamlit: the frame is drawn before torch loads
 
 run_app()

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m bench.run [--quick] [--only extraction,rendering,browser,memory,contention,onnx,visualize]``.
+"""Entry point: ``python -m bench.run [--quick] [--only extraction,...,exemplars]`` (SECTIONS lists them).
 
 Runs the chosen measurements (all by default), writes ``bench/results/latest.json`` and
 ``bench/results/latest.md`` and prints the Markdown. ``--quick`` uses few rounds (a smoke run, not for
@@ -16,18 +16,29 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import browser, cams, contention, device, exemplars, extraction, memory, rendering, sources
+from . import browser, cams, contention, device, exemplars, extraction, first_view, memory, rendering, sources
 from . import onnx as onnx_bench
 from . import visualize as visualization
 from .common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SECTIONS = ("extraction", "sources", "onnx", "rendering", "browser", "memory", "contention", "device", "cams",
-            "visualize", "exemplars")
+            "visualize", "exemplars", "first_view")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
-def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
+def _first_view_variants(baseline: str | None) -> dict[str, dict[str, Any]]:
+    chosen = first_view.variants()
+    label = "featviz run, CUDA_VISIBLE_DEVICES=''"
+    chosen[label] = {**chosen["featviz run"], "env": {"CUDA_VISIBLE_DEVICES": ""}}
+    if baseline:
+        chosen[f"streamlit run app.py in {baseline}"] = {
+            "command": (sys.executable, "-m", "streamlit", "run", "app.py"), "cwd": Path(baseline), "env": {},
+        }
+    return chosen
+
+
+def _runners(quick: bool, baseline: str | None = None) -> dict[str, Callable[[], dict[str, Any]]]:
     return {
         "extraction": lambda: extraction.run(rounds=3 if quick else 30, warmup=1 if quick else 3),
         "rendering": lambda: rendering.run(rounds=2 if quick else 9),
@@ -46,6 +57,10 @@ def _runners(quick: bool) -> dict[str, Callable[[], dict[str, Any]]]:
                                                full_steps=32 if quick else 256),
         "exemplars": lambda: exemplars.run(images=48 if quick else 128, rounds=1 if quick else 7,
                                            warmup=0 if quick else 1),
+        "first_view": lambda: first_view.run(
+            runs=1 if quick else 5, models=first_view.SWITCH_MODELS[:1] if quick else first_view.SWITCH_MODELS,
+            chosen=_first_view_variants(baseline),
+        ),
     }
 
 
@@ -269,6 +284,50 @@ def _device_md(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _first_view_md(r: dict[str, Any]) -> list[str]:
+    lines = ["### 7 · First view and model switches in Chromium (fresh server every run, medians)", ""]
+    if "skipped" in r:
+        return lines + [f"Skipped: {r['skipped']}.", ""]
+    lines += [
+        f"{r['runs']} runs per server, alternating. ready = `/_stcore/health` first answers (polled every 10 ms); "
+        "then one visit, timed on the page's clock by a MutationObserver. Target: the heatmap "
+        f"≤ {r['target_s']:.0f} s after ready with `{r['target_variant']}`.",
+        "",
+        "| server | start → ready s | ready → first element s | ready → “Loading the model…” s "
+        "| ready → heatmap s (p25–p75) | RSS MB after the view | of which anonymous / CUDA libraries MB | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for label, d in r["first_view"].items():
+        heat = d["heatmap_s"]
+        target = _ok(r["pass"]) if label == r["target_variant"] else "–"
+        lines.append(
+            f"| {label} | {_s(d['server_start_to_ready_s']['median'])} | {_s(d['first_element_s']['median'])} "
+            f"| {_s(d['loading_line_s']['median'])} | {_s(heat['median'])} ({_s(heat['p25'])}–{_s(heat['p75'])}) "
+            f"| {_mb(d['rss_mb']['median'])} | {_mb(d['rss_anon_mb']['median'])} / "
+            f"{_mb(d['rss_cuda_libraries_mb']['median'])} | {target} |"
+        )
+    if r["switch"]:
+        lines += [
+            "",
+            f"Model switches (random weights, {r['switch_runs']} fresh servers on resnet18 switching through "
+            "them in turn): from the click on the architecture to the spinner naming the model and to the settled "
+            "view; the model's own steps timed in a fresh process per model and run; rest = settled − those.",
+            "",
+            "| model | click → spinner s | click → settled s | build s | dry run s | extraction s | figure s "
+            "| rest s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for model, d in r["switch"].items():
+            st = d["steps"]
+            lines.append(
+                f"| {model} | {_s(d['spinner']['median'])} | {_s(d['settled']['median'])} "
+                f"| {_s(st['build_s']['median'])} | {_s(st['dry_run_s']['median'])} | {_s(st['extract_s']['median'])} "
+                f"| {_s(st['figure_s']['median'])} | {_s(d['rest_s'])} |"
+            )
+    lines.append("")
+    return lines
+
+
 def _onnx_md(r: dict[str, Any]) -> list[str]:
     m = r["medians_s"]
     return [
@@ -347,13 +406,17 @@ def _exemplars_md(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _mb(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"## featviz benchmarks — {report['date']}{' (quick)' if report['quick'] else ''}", ""]
     lines += _machine_md(report["machine"])
     writers = {
         "extraction": _extraction_md, "rendering": _rendering_md, "browser": _browser_md,
         "memory": _memory_md, "contention": _contention_md, "device": _device_md, "sources": _sources_md,
-        "onnx": _onnx_md,
+        "onnx": _onnx_md, "first_view": _first_view_md,
         "cams": lambda r: cams.markdown(r, _ms, _x), "visualize": _visualize_md, "exemplars": _exemplars_md,
     }
     for name in SECTIONS:
@@ -375,12 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke run, not for conclusions")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--out", default=str(RESULTS), help="folder for latest.json and latest.md")
+    parser.add_argument("--first-view-baseline", metavar="DIR", default=None,
+                        help="also time `streamlit run app.py` in another checkout (e.g. an older commit)")
     args = parser.parse_args(argv)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SECTIONS)
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
-    runners = _runners(args.quick)
+    runners = _runners(args.quick, args.first_view_baseline)
     started = time.perf_counter()
     report: dict[str, Any] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

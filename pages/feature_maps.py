@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from featviz_core import export, figures, stats
@@ -149,11 +148,16 @@ def stats_and_exports(selection: Selection) -> None:
     with guard("computing statistics"):
         maps = selection.maps()
         channel_stats = stats.channel_stats(maps)
-        table = pd.DataFrame(stats.stats_rows(channel_stats))
-        with st.expander(f"Numbers for every channel ({maps.shape[0]})", icon=":material/table:"):
-            st.caption("Sort by clicking a column header. Channels that are zero everywhere never fired for "
-                       "this image.")
-            st.dataframe(table, hide_index=True, width="stretch", height=360)
+        # The table is built only while its expander is open: the first view does not wait for it.
+        with st.expander(f"Numbers for every channel ({maps.shape[0]})", icon=":material/table:",
+                         key="stats_table_open", on_change="rerun") as table_box:
+            if table_box.open:
+                import pandas as pd  # here, not at the top: the maps are on screen before pandas has loaded
+
+                st.caption("Sort by clicking a column header. Channels that are zero everywhere never fired for "
+                           "this image.")
+                st.dataframe(pd.DataFrame(stats.stats_rows(channel_stats)), hide_index=True, width="stretch",
+                             height=360)
         layer = selection.layer.name
         npz_name = export.export_filename(selection.model.name, layer, selection.image_stem, "npz")
         csv_name = export.export_filename(selection.model.name, layer, selection.image_stem, "csv")

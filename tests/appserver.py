@@ -13,7 +13,9 @@
 ``start_app`` runs ``python -m streamlit run app.py`` in its own process group on a free loopback port,
 offline (``FEATVIZ_OFFLINE=1``) and with ``TORCH_HOME`` in a fresh temporary folder (so no ImageNet weights
 are found and the first view is the bundled demo model), waits for ``/_stcore/health``, writes the server's
-stdout and stderr to a log file, and kills the whole process group at the end.
+stdout and stderr to a log file, and kills the whole process group at the end. ``command`` starts something
+else that takes Streamlit's flags instead, e.g. ``start_app(command=FEATVIZ_RUN)`` for ``python -m featviz
+run`` or ``start_app(command=["/venv/bin/featviz", "run"], cwd=tmp)`` for an installed one.
 
 Chromium: Debian's ``/usr/bin/chromium`` or the one named by ``FEATVIZ_CHROMIUM``; never ``playwright
 install`` (which downloads).
@@ -21,6 +23,7 @@ install`` (which downloads).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -32,7 +35,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +43,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 """The project folder (where ``app.py`` is)."""
+
+STREAMLIT_RUN = (sys.executable, "-m", "streamlit", "run", "app.py")
+"""The default command: Streamlit's own, in the project folder (Community Cloud's way)."""
+FEATVIZ_RUN = (sys.executable, "-m", "featviz", "run")
+"""The project's command line (``make run``): imports and warms up the first view before it listens."""
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -70,6 +78,10 @@ class AppServer:
     log_path: Path
     torch_home: Path
     env: dict[str, str] = field(repr=False)
+    started_at: float = 0.0
+    """``time.perf_counter()`` just before the server process was started."""
+    ready_at: float = 0.0
+    """``time.perf_counter()`` when ``/_stcore/health`` first answered (polled every ``poll`` seconds)."""
 
     def log_text(self) -> str:
         """Everything the server wrote to stdout and stderr so far."""
@@ -150,6 +162,9 @@ def start_app(
     log_path: str | os.PathLike[str] | None = None,
     timeout: float = 120.0,
     extra_args: tuple[str, ...] = (),
+    command: Sequence[str] = STREAMLIT_RUN,
+    cwd: str | os.PathLike[str] | None = None,
+    poll: float = 0.2,
 ) -> Iterator[AppServer]:
     """Run the app until the ``with`` block ends.
 
@@ -158,6 +173,9 @@ def start_app(
     temporary folder, kept only while the server runs; emptied first) receives the server's stdout and
     stderr.
     With ``port=None`` a free port is chosen (and another one tried if that one is taken meanwhile).
+    ``command`` (default ``python -m streamlit run app.py``) is followed by Streamlit's server flags and
+    ``extra_args``; it runs in ``cwd`` (default: the project folder). The health check is polled every
+    ``poll`` seconds (benchmarks poll faster).
     """
     workdir = Path(tempfile.mkdtemp(prefix="featviz-app-"))
     try:
@@ -178,8 +196,9 @@ def start_app(
         attempts = 1 if port is not None else 3
         for attempt in range(attempts):
             chosen = port if port is not None else free_port()
-            server = _launch(chosen, merged, log_file, torch_home, extra_args)
-            if _wait_healthy(server, timeout):
+            server = _launch(chosen, merged, log_file, torch_home, (*command, *_flags(chosen), *extra_args),
+                             Path(cwd) if cwd is not None else ROOT)
+            if _wait_healthy(server, timeout, poll):
                 break
             server.stop()
             if attempt == attempts - 1:
@@ -196,36 +215,83 @@ def start_app(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _launch(
-    port: int, env: dict[str, str], log_file: Path, torch_home: Path, extra_args: tuple[str, ...]
-) -> AppServer:
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
+def _flags(port: int) -> tuple[str, ...]:
+    return (
         "--server.headless", "true",
         "--server.address", "127.0.0.1",
         "--server.port", str(port),
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",
-        *extra_args,
-    ]
+    )
+
+
+def _launch(
+    port: int, env: dict[str, str], log_file: Path, torch_home: Path, command: tuple[str, ...], cwd: Path
+) -> AppServer:
     with open(log_file, "ab") as out:  # the child keeps its own descriptor
+        started = time.perf_counter()
         process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            list(command), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}/"
-    return AppServer(url=url, port=port, process=process, log_path=log_file, torch_home=torch_home, env=env)
+    return AppServer(url=url, port=port, process=process, log_path=log_file, torch_home=torch_home, env=env,
+                     started_at=started)
 
 
-def _wait_healthy(server: AppServer, timeout: float) -> bool:
+def _wait_healthy(server: AppServer, timeout: float, poll: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not server.alive():
             return False  # e.g. the port was taken
         if _healthy(server.url):
+            server.ready_at = time.perf_counter()
             return True
-        time.sleep(0.2)
+        time.sleep(poll)
     return False
+
+
+PAGE_MARKS_SCRIPT = """
+window.__fv = {marks: {}, watch: []};
+window.__fvCheck = () => {
+  const fv = window.__fv;
+  for (const w of fv.watch) { if (!(w.name in fv.marks)) { try { if (w.fn()) fv.marks[w.name] = performance.now(); } catch (e) {} } }
+};
+new MutationObserver(() => window.__fvCheck()).observe(document, {subtree: true, childList: true, characterData: true,
+  attributes: true, attributeFilter: ['href', 'data-stale', 'data-test-script-state']});
+document.addEventListener('click', () => { if (!('click' in window.__fv.marks)) window.__fv.marks.click = performance.now(); }, true);
+"""
+"""An init script (``context.add_init_script(PAGE_MARKS_SCRIPT)``) that records, on the page's own clock
+(``performance.now()``, 0 = navigation start), the first moment each watched condition held, from every
+change of the page: no polling, so short-lived things (a spinner) are seen too. See :func:`watch`."""
+
+
+def marks_script(conditions: Mapping[str, str]) -> str:
+    """:data:`PAGE_MARKS_SCRIPT` with watchers from the start: name -> JavaScript function source (no
+    argument), e.g. ``{"heatmap": "() => document.querySelector('g.hm image')"}``."""
+    lines = [f"window.__fv.watch.push({{name: {json.dumps(name)}, fn: {source}}});"
+             for name, source in conditions.items()]
+    return PAGE_MARKS_SCRIPT + "\n".join(lines) + "\n"
+
+
+def watch(page: Any, name: str, condition: str, arg: Any = None) -> None:
+    """Record in :func:`page_marks` when the JavaScript ``condition`` (a function of ``arg``) first holds."""
+    page.evaluate(
+        """([name, source, arg]) => { const fn = eval(source); const fv = window.__fv;
+        delete fv.marks[name]; fv.watch = fv.watch.filter(w => w.name !== name);
+        fv.watch.push({name, fn: () => fn(arg)}); window.__fvCheck(); }""",
+        [name, condition, arg],
+    )
+
+
+def page_marks(page: Any) -> dict[str, float]:
+    """Milliseconds (page clock) at which each watched condition first held (and ``click``: the first click
+    since :func:`clear_marks`)."""
+    return dict(page.evaluate("() => window.__fv.marks"))
+
+
+def clear_marks(page: Any) -> None:
+    page.evaluate("() => { window.__fv.marks = {}; }")
 
 
 def chromium_path() -> str | None:

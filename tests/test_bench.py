@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bench import browser, cams, common, contention, extraction, memory, rendering
+from bench import browser, cams, common, contention, extraction, first_view, memory, rendering
 from bench import run as bench_run
 from featviz_core import load_torchvision
 
@@ -116,8 +116,9 @@ def test_markdown_report_and_cli(tmp_path, monkeypatch) -> None:
         "memory": lambda: {"skipped": "not in this test"},
         "contention": lambda: {"error": "RuntimeError: pretend"},
         "cams": lambda: {"skipped": "not in this test"},
+        "first_view": lambda: {"skipped": "not in this test"},
     }
-    monkeypatch.setattr(bench_run, "_runners", lambda quick: small)
+    monkeypatch.setattr(bench_run, "_runners", lambda quick, baseline=None: small)
     assert bench_run.main(["--quick", "--out", str(tmp_path)]) == 1  # a failed section is reported
     report = json.loads((tmp_path / "latest.json").read_text())
     assert set(report["results"]) == set(bench_run.SECTIONS)
@@ -151,3 +152,21 @@ def test_memory_smallest_configuration() -> None:
     assert [p["uploads"] for p in result["curve"]] == [0, 1, 2]
     assert all(p["rss_mb"] > 0 for p in result["curve"])
     assert result["analysis"]["plateau"] is None  # too few uploads for a verdict
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_first_view_smallest_configuration() -> None:
+    chosen = {"featviz run": first_view.variants()["featviz run"]}
+    result = first_view.run(runs=1, models=("resnet34",), chosen=chosen)
+    json.dumps(result)
+    (sample,) = result["first_view"]["featviz run"]["samples"]
+    assert sample["heatmap_s"] > 0 and sample["server_start_to_ready_s"] > 0 and sample["rss_mb"] > 0
+    assert sample["warm_up"] and "imports" in sample["warm_up"]  # featviz run warmed up before it listened
+    switch = result["switch"]["resnet34"]
+    (timing,) = switch["samples"]
+    assert timing["spinner_s"] is not None and 0 < timing["spinner_s"] < timing["settled_s"]
+    assert _is_seconds(switch["steps"]["build_s"]["median"]) and isinstance(result["pass"], bool)
+    text = bench_run.markdown({"date": "now", "quick": True, "machine": common.machine(), "seconds": 1.0,
+                               "command": "test", "results": {"first_view": result}})
+    assert "| featviz run |" in text and "| resnet34 |" in text

@@ -73,10 +73,39 @@ def demo() -> LoadedModel:
     return load_demo()
 
 
+# Installed in every page before its first script (new_context): after each user action (a trusted click, key,
+# change, drop), whether a script run (or fragment run) has been seen since, so settle() can wait for the run
+# an action caused. A run is seen when Streamlit's script state is or was "running", or an element goes stale.
+RUN_TRACKER = """
+window.__fvInput = 0; window.__fvRan = true; window.__fvLast = '';
+for (const type of ['click', 'keydown', 'change', 'input', 'mouseup', 'drop']) {
+  document.addEventListener(type, (e) => { if (!e.isTrusted) return;
+    window.__fvInput = performance.now(); window.__fvRan = false; window.__fvLast = type; }, true);
+}
+const fvState = () => { const app = document.querySelector('[data-testid=stApp]');
+  return app ? app.getAttribute('data-test-script-state') : null; };
+new MutationObserver((records) => {
+  for (const r of records) {
+    if (r.type === 'attributes' && r.attributeName === 'data-test-script-state' && r.oldValue === 'running') window.__fvRan = true;
+    if (r.type === 'attributes' && r.attributeName === 'data-stale' && r.target.getAttribute('data-stale') === 'true') window.__fvRan = true;
+  }
+  if (fvState() === 'running') window.__fvRan = true;
+}).observe(document, {subtree: true, childList: true, attributes: true, attributeOldValue: true,
+                      attributeFilter: ['data-test-script-state', 'data-stale']});
+"""
+
+
+def new_context(browser: Any, **options: Any) -> Any:
+    """A browser context whose pages track script runs for :func:`settle`."""
+    ctx = browser.new_context(**{"viewport": VIEWPORT, **options})
+    ctx.set_default_timeout(TIMEOUT_MS)
+    ctx.add_init_script(RUN_TRACKER)
+    return ctx
+
+
 @pytest.fixture
 def context(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True, permissions=["camera"])
-    ctx.set_default_timeout(TIMEOUT_MS)
+    ctx = new_context(browser, accept_downloads=True, permissions=["camera"])
     yield ctx
     ctx.close()
 
@@ -113,13 +142,27 @@ def screenshot(page: Any, name: str) -> Path:
 
 
 def settle(page: Any) -> None:
-    """Wait until Streamlit has finished running the script (or a fragment) and nothing is stale."""
-    page.wait_for_timeout(200)  # a rerun starts a moment after the widget changes
-    page.wait_for_selector(
-        "[data-testid=stApp][data-test-connection-state=CONNECTED][data-test-script-state=notRunning]",
-        state="attached",
-    )
-    page.wait_for_function("() => !document.querySelector('[data-stale=true]')")
+    """Wait until the script run (or fragment run) that the last user action asked for has ended and nothing
+    on the page is stale. On a page without :data:`RUN_TRACKER` (a context not made by :func:`new_context`)
+    it can only wait a moment for that run to start."""
+    if page.evaluate("() => window.__fvInput === undefined"):
+        page.wait_for_timeout(200)  # untracked page: a rerun starts a moment after the widget changes
+    try:
+        page.wait_for_function(
+            """() => { const app = document.querySelector('[data-testid=stApp]');
+            if (!app || app.getAttribute('data-test-connection-state') !== 'CONNECTED'
+                || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+            if (window.__fvRan === false) return false;
+            return !document.querySelector('[data-stale=true]'); }"""
+        )
+    except Exception as exc:
+        state = page.evaluate(
+            """() => { const app = document.querySelector('[data-testid=stApp]');
+            return {connection: app && app.getAttribute('data-test-connection-state'),
+                    script: app && app.getAttribute('data-test-script-state'), ran: window.__fvRan,
+                    last_action: window.__fvLast, stale: document.querySelectorAll('[data-stale=true]').length}; }"""
+        )
+        raise AssertionError(f"the app did not settle: {state}") from exc
 
 
 def open_app(page: Any, url: str) -> None:
@@ -269,9 +312,9 @@ def screen_point(page: Any, col: float, row: float) -> tuple[float, float]:
 
 def hover_text(page: Any, col: float, row: float) -> str:
     page.mouse.move(2, 2)
-    page.wait_for_timeout(100)
+    page.wait_for_selector(MOSAIC + " .hoverlayer .hovertext", state="detached")  # the previous label is gone
     page.mouse.move(*screen_point(page, col, row))
-    page.wait_for_selector(MOSAIC + " .hoverlayer .hovertext", timeout=3000)
+    page.wait_for_selector(MOSAIC + " .hoverlayer .hovertext")
     return _visible(page.locator(MOSAIC + " .hoverlayer .hovertext").first.text_content() or "")
 
 
@@ -286,7 +329,7 @@ def click_tile(page: Any, channel: int) -> None:
     )
     page.locator(MOSAIC).scroll_into_view_if_needed()
     page.mouse.move(*screen_point(page, col, row))
-    page.wait_for_selector(MOSAIC + " .hoverlayer .hovertext", timeout=3000)
+    page.wait_for_selector(MOSAIC + " .hoverlayer .hovertext")
     page.mouse.down()
     page.mouse.up()
     settle(page)
@@ -499,10 +542,9 @@ def test_a_shared_link_reopens_the_same_view(page: Any, app: AppServer, context:
     shared = mosaic(page)
     link = current_url(page)
 
-    other = context.browser.new_context(viewport=VIEWPORT)
+    other = new_context(context.browser)
     try:
         reopened = other.new_page()
-        reopened.set_default_timeout(TIMEOUT_MS)
         open_app(reopened, link)
         expect(header_caption(reopened)).to_contain_text("circle.png · TinyVGG (demo) · layer block1.pool (16×32×32)")
         expect(image_caption(reopened)).to_contain_text("circle.png")

@@ -113,6 +113,9 @@ def test_large_layer_is_paged(make_app, imagenet_home) -> None:
 
 def test_statistics_table_and_exports_are_offered(make_app) -> None:
     at = make_app()
+    assert not at.dataframe, "the table is built only when its expander is opened"
+    at.session_state["stats_table_open"] = True  # what opening the expander does
+    at.run()
     frames = at.dataframe
     assert frames, "the per-channel statistics table is shown"
     table = frames[0].value

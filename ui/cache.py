@@ -14,6 +14,8 @@ import itertools
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import streamlit as st
 from PIL import Image
@@ -23,6 +25,7 @@ from featviz_core import (
     FeatvizError,
     LoadedModel,
     extract,
+    list_layers,
     load_from_code,
     load_timm,
     load_torchvision,
@@ -35,6 +38,8 @@ from featviz_core.images import load_image
 from featviz_core.sanity import SanityResult, sanity_check
 from featviz_core.sources import load_checkpoint
 from featviz_core.sources.onnx import OnnxInfo, inspect_onnx, load_onnx
+
+from .frame import busy
 
 log = logging.getLogger("featviz")
 
@@ -69,6 +74,38 @@ def placed(model: LoadedModel) -> LoadedModel:
     if placement.fallback:
         return dataclasses.replace(placement.model, provenance=f"{model.provenance} — {placement.fallback}")
     return placement.model
+
+
+_prepared: set[tuple[object, ...]] = set()
+
+
+@contextmanager
+def model_spinner(text: str, *key: object) -> Iterator[None]:
+    """A spinner naming the model around its loading: shown at once for a model this process has not
+    prepared yet; for one it has (nearly always a cache hit) Streamlit's own, which appears only after half
+    a second, so switching back and forth never flashes a spinner."""
+    if key in _prepared:
+        with st.spinner(text):
+            yield
+        return
+    with busy(text):
+        yield
+    _prepared.add(key)
+
+
+def mark_prepared(*key: object) -> None:
+    """Say that the model of ``key`` (as given to :func:`model_spinner`) is loaded (ui/warm.py)."""
+    _prepared.add(key)
+
+
+def prepared(model: LoadedModel) -> LoadedModel:
+    """``model`` with its dry run done (``list_layers`` remembers it per model), so the spinner around the
+    loading covers the whole wait. A dry run that fails is left to the layer section to report."""
+    try:
+        list_layers(model)
+    except Exception:  # noqa: BLE001 - reported by the sidebar's layer section, which runs it again
+        log.debug("dry run of %s failed; the layer section reports it", model.name, exc_info=True)
+    return model
 
 
 @st.cache_resource(max_entries=MODEL_ENTRIES, show_spinner=False)

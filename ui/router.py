@@ -4,21 +4,21 @@ app.py calls :func:`run_app`. Every page file starts with :func:`ensure_routed`:
 ``pages/`` on its own when a fresh server's first visitor opens a page's address directly (its multipage
 mode from before ``st.navigation``), and then the sidebar would be missing. ``ensure_routed`` notices that
 and runs the whole app instead, so every address works, first visit or not.
+
+This module imports only Streamlit: the page frame and the navigation are drawn first, then the rest of
+the app (torch, torchvision, the model code) is imported under "Loading the model…" (:mod:`ui.frame`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 import streamlit as st
 
-from . import jobs, sidebar
-from .state import apply_requests, keep_page_state
+from .frame import loading_app, prefetch_charts, set_page_config
 
 _local = threading.local()
-ICON = str(Path(__file__).with_name("icon.png"))  # bundled: no icon font fetched from the internet
 
 PAGES = (
     ("pages/feature_maps.py", "Feature maps", ":material/grid_view:"),
@@ -34,27 +34,27 @@ PAGES = (
 def run_app() -> None:
     """Configure the page, route, draw the sidebar, run the chosen page."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    st.set_page_config(
-        page_title="featviz — see inside a CNN",
-        page_icon=ICON,
-        layout="wide",
-        initial_sidebar_state="expanded",
-        menu_items={"About": "featviz shows every channel of a convolutional network's layers for your image."},
-    )
+    set_page_config()
     pages = [
         st.Page(path, title=title, icon=icon, default=index == 0)
         for index, (path, title, icon) in enumerate(PAGES)
     ]
     page = st.navigation(pages, position="sidebar")
-    jobs.leave_page(jobs.session_id(), page.url_path)  # long jobs stop when their page is left
-    keep_page_state()
-    apply_requests()
-    sidebar.render_safely()
-    _local.routed = True
+    charts = prefetch_charts()  # the browser starts loading Plotly while the server works
     try:
+        with loading_app():  # the first time only: the frame and the navigation are on screen meanwhile
+            from . import jobs, sidebar
+            from .state import apply_requests, keep_page_state
+        jobs.leave_page(jobs.session_id(), page.url_path)  # long jobs stop when their page is left
+        keep_page_state()
+        apply_requests()
+        sidebar.render_safely()
+        _local.routed = True
         page.run()
     finally:
         _local.routed = False
+        if charts is not None:
+            charts.empty()
 
 
 def ensure_routed() -> None:

@@ -27,9 +27,9 @@ def section() -> tuple[LoadedModel | None, str]:
         return None, "code"
     st.caption(f"From the command line: `{found.model}`" + (f" with `{found.weights}`" if found.weights else ""))
     try:
-        with st.spinner(f"Building {found.model}…"):
-            model = cache.code_model(found.model, found.weights, found.classes, found.input_size,
-                                     found.normalization)
+        with cache.model_spinner(f"Building {found.model}…", "code", found):
+            model = cache.prepared(cache.code_model(found.model, found.weights, found.classes, found.input_size,
+                                                    found.normalization))
         return model, "code"
     except FeatvizError as exc:
         st.error(str(exc))

@@ -120,8 +120,8 @@ def _torchvision() -> tuple[LoadedModel | None, str]:
     pretrained = _pretrained_toggle()
     spec = f"tv:{arch}" + ("" if pretrained else ":random")
     if not pretrained:
-        with guard("building the model"), st.spinner(f"Building {arch}…"):
-            return cache.torchvision_model(arch, False), spec
+        with guard("building the model"), cache.model_spinner(f"Building {arch}…", "torchvision", arch, False):
+            return cache.prepared(cache.torchvision_model(arch, False)), spec
     info = architecture_info(arch)
     size = f"{info.download_mb:.0f} MB" if info.download_mb else "a file"
     auto = auto_download() and arch == DEFAULT_ARCH and not state.get("_auto_tried")
@@ -130,8 +130,8 @@ def _torchvision() -> tuple[LoadedModel | None, str]:
     if not _weights_gate(arch, size, weights_are_cached(arch), lambda p: download_weights(arch, progress=p),
                          "download.pytorch.org", auto=auto):
         return None, spec
-    with guard("loading the model"), st.spinner(f"Loading {arch}…"):
-        return cache.torchvision_model(arch, True), spec
+    with guard("loading the model"), cache.model_spinner(f"Loading {arch}…", "torchvision", arch, True):
+        return cache.prepared(cache.torchvision_model(arch, True)), spec
     return None, spec  # pragma: no cover - guard stops the script
 
 
@@ -148,15 +148,15 @@ def _timm() -> tuple[LoadedModel | None, str]:
     pretrained = _pretrained_toggle()
     spec = f"timm:{name}" + ("" if pretrained else ":random")
     if not pretrained:
-        with guard("building the model"), st.spinner(f"Building {name}…"):
-            return cache.timm_model(name, False), spec
+        with guard("building the model"), cache.model_spinner(f"Building {name}…", "timm", name, False):
+            return cache.prepared(cache.timm_model(name, False)), spec
     count = params.get(name)
     size = f"about {count * 4 / 1e6:.0f} MB" if count else "a file"
     if not _weights_gate(name, size, timm_weights_cached(name), lambda p: download_timm_weights(name, p),
                          "the Hugging Face hub"):
         return None, spec
-    with guard("loading the model"), st.spinner(f"Loading {name}…"):
-        return cache.timm_model(name, True), spec
+    with guard("loading the model"), cache.model_spinner(f"Loading {name}…", "timm", name, True):
+        return cache.prepared(cache.timm_model(name, True)), spec
     return None, spec  # pragma: no cover - guard stops the script
 
 

@@ -1,0 +1,116 @@
+"""ui/frame.py and the model spinners of ui/cache.py: shown at once, and only when something loads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import streamlit as st
+from streamlit.elements import spinner as spinner_module
+
+from ui import cache, frame
+
+
+@pytest.fixture
+def spinners(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
+    """Every st.spinner started: (its text, the delay Streamlit would wait before showing it)."""
+    seen: list[tuple[str, float]] = []
+
+    @contextmanager
+    def fake(text: str, *args: object, **kwargs: object) -> Iterator[None]:
+        seen.append((text, spinner_module.DELAY_SECS))
+        yield
+
+    monkeypatch.setattr(st, "spinner", fake)
+    return seen
+
+
+def test_busy_shows_the_spinner_without_streamlits_delay(spinners: list[tuple[str, float]]) -> None:
+    default = spinner_module.DELAY_SECS
+    assert default > 0
+    with frame.busy("Building resnet50…"):
+        assert spinner_module.DELAY_SECS == default  # only the spinner's own start is affected
+    assert spinners == [("Building resnet50…", 0.0)]
+    with pytest.raises(RuntimeError), frame.busy("Building vgg16…"):
+        raise RuntimeError("build failed")
+    assert spinner_module.DELAY_SECS == default
+
+
+def test_a_model_spinner_shows_at_once_until_the_model_is_prepared(spinners: list[tuple[str, float]]) -> None:
+    key = ("test", "frame", object())
+    with pytest.raises(ValueError), cache.model_spinner("Building a…", *key):
+        raise ValueError("not built")
+    with cache.model_spinner("Building a…", *key):
+        pass
+    with cache.model_spinner("Building a…", *key):  # prepared now: Streamlit's own (delayed) spinner
+        pass
+    default = spinner_module.DELAY_SECS
+    assert spinners == [("Building a…", 0.0), ("Building a…", 0.0), ("Building a…", default)]
+    other = ("test", "frame", "warm")
+    cache.mark_prepared(*other)
+    with cache.model_spinner("Building b…", *other):
+        pass
+    assert spinners[-1] == ("Building b…", default)
+
+
+def test_prepared_does_the_dry_run_and_leaves_failures_to_the_layer_section(tiny, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from featviz_core import hooks
+
+    assert cache.prepared(tiny) is tiny
+    assert tiny.module in hooks._LAYER_CACHE  # the sidebar's list_layers finds it done
+
+    def broken(model):  # type: ignore[no-untyped-def]
+        raise RuntimeError("forward fails")
+
+    monkeypatch.setattr(cache, "list_layers", broken)
+    assert cache.prepared(tiny) is tiny
+
+
+def test_loading_app_shows_the_line_only_before_the_app_is_imported(spinners, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    monkeypatch.delitem(sys.modules, frame._APP_MODULE, raising=False)
+    with frame.loading_app():
+        pass
+    assert spinners == [(frame.LOADING, 0.0)]
+    monkeypatch.setitem(sys.modules, frame._APP_MODULE, object())
+    with frame.loading_app():
+        pass
+    assert spinners == [(frame.LOADING, 0.0)]
+
+
+def test_the_router_imports_only_streamlit() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, ui.router; heavy = [m for m in ('torch', 'torchvision', 'featviz_core', 'ui.sidebar')"
+            " if m in sys.modules]; print(heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=frame.Path(frame.__file__).parent.parent)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_page_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    configs: list[dict[str, object]] = []
+    monkeypatch.setattr(st, "set_page_config", lambda **kw: configs.append(kw))
+    frame.set_page_config()
+    assert configs[0]["layout"] == "wide" and str(configs[0]["page_icon"]).endswith("icon.png")
+    assert frame.Path(str(configs[0]["page_icon"])).is_file()
+
+
+def test_the_browser_is_sent_one_tiny_chart_per_session_to_fetch_plotly_early(make_app) -> None:  # type: ignore[no-untyped-def]
+    at = make_app()
+    assert at.session_state[frame._PREFETCHED] is True
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert charts and all(c["layout"].get("height") != 10 for c in charts)  # cleared at the end of the run
+    from streamlit.testing.v1 import AppTest
+
+    script = AppTest.from_string(
+        "import streamlit as st\nfrom ui import frame\nfirst = frame.prefetch_charts()\nsecond = frame.prefetch_charts()\n"
+        "st.session_state['result'] = (first is not None, second is None)\n"
+    )
+    script.run()
+    assert script.session_state["result"] == (True, True)
+    assert len(script.get("plotly_chart")) == 1

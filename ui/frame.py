@@ -1,0 +1,91 @@
+"""The page frame, drawn before anything heavy is imported, and a spinner that shows at once.
+
+ui/router.py sets the page config and draws the navigation, then shows "Loading the model…" (with
+:func:`busy`, in :func:`loading_app`) while it imports the rest of the app (torch, torchvision, the model
+code: seconds on a small machine), so the first visitor of a fresh ``streamlit run app.py`` never looks at
+a blank page. This module imports nothing but Streamlit.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+__all__ = ["ICON", "LOADING", "busy", "loading_app", "prefetch_charts", "set_page_config"]
+
+ICON = str(Path(__file__).with_name("icon.png"))  # bundled: no icon font fetched from the internet
+LOADING = "Loading the model…"
+
+_delay_lock = threading.Lock()
+
+
+def set_page_config() -> None:
+    """Title, icon, wide layout, open sidebar (the same on every page; calling it again is harmless)."""
+    st.set_page_config(
+        page_title="featviz — see inside a CNN",
+        page_icon=ICON,
+        layout="wide",
+        initial_sidebar_state="expanded",
+        menu_items={"About": "featviz shows every channel of a convolutional network's layers for your image."},
+    )
+
+
+@contextmanager
+def busy(text: str) -> Iterator[None]:
+    """``st.spinner(text)``, shown at once: Streamlit's own waits half a second before it appears, which
+    reads as a frozen page when a model takes seconds to build. Without a running script it does nothing."""
+    from streamlit.elements import spinner as spinner_module
+
+    with ExitStack() as stack:
+        with _delay_lock:  # the delay is read when the spinner starts its timer
+            default = getattr(spinner_module, "DELAY_SECS", None)
+            if default is not None:
+                spinner_module.DELAY_SECS = 0.0
+            try:
+                stack.enter_context(st.spinner(text))
+            finally:
+                if default is not None:
+                    spinner_module.DELAY_SECS = default
+        yield
+
+
+@contextmanager
+def loading_app() -> Iterator[None]:
+    """Around the router's first import of the app: "Loading the model…" until it is done.
+
+    Once the app is imported (every later run, or ``featviz run``, which imports it before it listens),
+    nothing is shown.
+    """
+    if _APP_MODULE in sys.modules:
+        yield
+        return
+    with busy(LOADING):
+        yield
+
+
+_APP_MODULE = "ui.sidebar"  # imports featviz_core, torch and torchvision
+
+_PREFETCHED = "_charts_prefetched"
+_TINY_CHART = {
+    "data": [{"type": "heatmap", "z": [[0.0]], "showscale": False, "hoverinfo": "skip", "opacity": 0.0}],
+    "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+               "xaxis": {"visible": False}, "yaxis": {"visible": False}},
+}
+
+
+def prefetch_charts() -> Any:
+    """Once per session, a 10-pixel chart so the browser starts loading Plotly's JavaScript (4.7 MB, fetched
+    only when a page's first chart arrives, then compiled) while the server is still preparing the page.
+    Returns the placeholder to clear at the end of the run (None when there is nothing to clear)."""
+    if st.session_state.get(_PREFETCHED):
+        return None
+    st.session_state[_PREFETCHED] = True
+    slot = st.empty()
+    slot.plotly_chart(_TINY_CHART, config={"staticPlot": True, "displayModeBar": False})
+    return slot
