@@ -17,7 +17,17 @@ from typing import Any
 import pytest
 
 from tests.appserver import ROOT, AppServer, chromium_path, launch_browser, start_app
-from tests.test_browser import FRESH, go_to, image_caption, main, no_traceback, screenshot, settle, sidebar
+from tests.test_browser import (
+    FRESH,
+    go_to,
+    image_caption,
+    main,
+    new_context,
+    no_traceback,
+    screenshot,
+    settle,
+    sidebar,
+)
 from tests.test_page_exemplars import shapes
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -57,7 +67,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, app: AppServer, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context = new_context(browser, viewport=VIEWPORT, accept_downloads=True)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     page.goto(app.url)

@@ -22,6 +22,7 @@ from featviz_core.figures import mosaic_layout
 from featviz_core.report import SHOWN_CHANNELS, plotly_js, report_html
 from tests.appserver import ROOT, AppServer, chromium_path, launch_browser, start_app
 from tests.data_builders import png_bytes
+from tests.test_browser import new_context, no_run_needed, settle
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -136,25 +137,17 @@ def app() -> Iterator[AppServer]:
         yield server
 
 
-def settle(page: Any) -> None:
-    page.wait_for_timeout(200)
-    page.wait_for_selector(
-        "[data-testid=stApp][data-test-connection-state=CONNECTED][data-test-script-state=notRunning]",
-        state="attached",
-    )
-    page.wait_for_function("() => !document.querySelector('[data-stale=true]')")
-
-
 def download_report(page: Any) -> tuple[str, bytes]:
     button = page.get_by_test_id("stMain").get_by_test_id("stDownloadButton").filter(has_text="Download report")
     with page.expect_download(timeout=120_000) as info:
         button.get_by_role("button").first.click()
     download = info.value
+    no_run_needed(page)
     return download.suggested_filename, Path(download.path()).read_bytes()
 
 
 def test_downloaded_report_of_an_upload_holds_none_of_it_unless_asked(browser, app, tmp_path) -> None:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context = new_context(browser, viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     context.set_default_timeout(60_000)
     outside: list[str] = []
     page = context.new_page()

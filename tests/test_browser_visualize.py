@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from tests.appserver import ROOT, AppServer, chromium_path, launch_browser, start_app
+from tests.test_browser import new_context, no_run_needed, settle
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -64,22 +65,13 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context = new_context(browser, viewport=VIEWPORT, accept_downloads=True)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     page.js_errors = []
     page.on("pageerror", lambda error: page.js_errors.append(str(error)))
     yield page
     context.close()
-
-
-def settle(page: Any) -> None:
-    page.wait_for_timeout(200)
-    page.wait_for_selector(
-        "[data-testid=stApp][data-test-connection-state=CONNECTED][data-test-script-state=notRunning]",
-        state="attached",
-    )
-    page.wait_for_function("() => !document.querySelector('[data-stale=true]')")
 
 
 def main(page: Any) -> Any:
@@ -154,6 +146,7 @@ def test_preview_updates_during_the_run_and_the_final_picture_appears(page: Any,
     assert float(value) > 0
     with page.expect_download() as download:
         main(page).get_by_role("button", name="Download picture (PNG)").click()
+    no_run_needed(page)
     picture = Image.open(io.BytesIO(open(download.value.path(), "rb").read()))
     assert picture.size == (int(size), int(size)) and picture.mode == "RGB"
     assert "vseed=0" in page.url and f"vsteps={steps}" in page.url, "the link holds the picture's settings"
