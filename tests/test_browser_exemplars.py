@@ -146,11 +146,16 @@ def test_upload_a_zip_watch_the_progress_and_open_the_top_images(page: Any) -> N
     no_traceback(page)
 
 
-def test_stop_shows_what_was_found_so_far(page: Any) -> None:
-    go_to(page, "Exemplars", "Exemplars")
+def test_stop_shows_what_was_found_so_far(page: Any, app: AppServer) -> None:
+    # resnet18 at 224 px: about a minute for 900 pictures here, so the Stop lands long before the end even on a
+    # much faster machine (the demo model reads them in 2 s, faster than a person, or this test, can press Stop).
+    page.goto(app.url + "exemplars?model=tv:resnet18:random")
+    expect(main(page).locator("h1").first).to_have_text("Exemplars", timeout=TIMEOUT_MS)
+    expect(sidebar(page).get_by_text(re.compile(r"resnet18"))).not_to_have_count(0, timeout=TIMEOUT_MS)
+    settle(page)
     upload_zip(page, shapes_zip(900, seed=1), "many.zip")
     main(page).get_by_role("button", name=re.compile(r"Find the exemplars")).click()
-    page.wait_for_function(f"() => {BAR_VALUE} > 12", timeout=120_000)
+    page.wait_for_function(f"() => {BAR_VALUE} > 3", timeout=120_000)
     if os.environ.get("FEATVIZ_README_SHOTS"):
         page.screenshot(path=str(ROOT / "docs" / "screenshots" / "exemplars_running.png"))
     main(page).locator("[data-testid=stButton]" + FRESH).locator("button").filter(has_text="Stop").first.click()

@@ -139,8 +139,12 @@ def test_a_model_without_class_scores_gets_a_sentence(demo) -> None:
 
 
 def test_the_version_is_the_project_version() -> None:
-    found = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
-    assert found and featviz_core.__version__ == found[1]
+    """The report names featviz_core's version; the package's (pyproject reads featviz.__version__) is the same."""
+    import featviz
+
+    found = re.search(r'^version = \{ attr = "([\w.]+)" \}', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    assert found and found[1] == "featviz.__version__"
+    assert featviz_core.__version__ == featviz.__version__
 
 
 # ---------------------------------------------------------------------------------------------------
