@@ -141,10 +141,10 @@ def run(rounds: int = 7, warmup: int = 1, passes: int = 64, batches: tuple[int, 
 
 def markdown(r: dict[str, Any], ms: Any, x: Any) -> list[str]:
     if "skipped" in r:
-        return ["### 6 · Where it looks", "", f"Skipped: {r['skipped']}.", ""]
+        return ["### 7 · Where it looks", "", f"Skipped: {r['skipped']}.", ""]
     m = r["methods"]
     lines = [
-        f"### 6 · Where it looks (resnet18, random weights, 224 px, {m['layer']}; medians)",
+        f"### 7 · Where it looks (resnet18, random weights, 224 px, {m['layer']}; medians)",
         "",
         "floor = preprocess + forward keeping the layer + one `torch.autograd.grad` (what any gradient map needs).",
         "",

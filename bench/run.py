@@ -285,7 +285,7 @@ def _device_md(r: dict[str, Any]) -> list[str]:
 
 
 def _first_view_md(r: dict[str, Any]) -> list[str]:
-    lines = ["### 7 · First view and model switches in Chromium (fresh server every run, medians)", ""]
+    lines = ["### 10 · First view and model switches in Chromium (fresh server every run, medians)", ""]
     if "skipped" in r:
         return lines + [f"Skipped: {r['skipped']}.", ""]
     lines += [

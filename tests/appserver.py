@@ -301,6 +301,29 @@ def chromium_path() -> str | None:
     return found if found and os.access(found, os.X_OK) else None
 
 
+NO_CHROMIUM = "Chromium not found: install Debian's chromium or set FEATVIZ_CHROMIUM=/path/to/chromium"
+
+
+def browser_marks() -> list[Any]:
+    """A browser test module's ``pytestmark``: marked ``browser``, skipped with the reason without Chromium."""
+    import pytest
+
+    return [pytest.mark.browser, pytest.mark.skipif(chromium_path() is None, reason=NO_CHROMIUM)]
+
+
+@contextmanager
+def chromium(camera: bool = False) -> Iterator[Any]:
+    """A Playwright session with headless Chromium (see :func:`launch_browser`), closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch_browser(pw, camera=camera)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def launch_browser(playwright: Any, camera: bool = False, **options: Any) -> Any:
     """Launch headless Chromium with Playwright (``camera=True``: a fake camera that needs no permission)."""
     executable = chromium_path()

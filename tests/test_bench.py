@@ -80,7 +80,7 @@ def test_cams_smallest_configuration() -> None:
     assert set(result["score_cam"]["per_pass_s"]) == {"batch 1", "batch 2"}
     assert set(result["sanity"]["layers"]) == {"layer4", "layer3"}
     assert all(c["bytes_without_plotly_js"] > 0 for c in result["report"]["cases"])
-    assert "### 6 · Where it looks" in "\n".join(cams.markdown(result, bench_run._ms, bench_run._x))
+    assert "### 7 · Where it looks" in "\n".join(cams.markdown(result, bench_run._ms, bench_run._x))
 
 
 def test_payload_floor_is_base64_of_the_values_plus_the_channel_index() -> None:

@@ -24,19 +24,13 @@ from featviz_core import LoadedModel, extract, load_image
 from featviz_core.demo import load_demo
 from featviz_core.images import image_digest
 from featviz_core.samples import default_sample, sample_bytes
-from tests.appserver import ROOT, AppServer, chromium_path, launch_browser, start_app
+from tests.appserver import ROOT, AppServer, browser_marks, chromium, start_app
 from tests.data_builders import broken_bytes, dicom_bytes, jpeg_bytes, png_bytes
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        chromium_path() is None,
-        reason="Chromium not found: install Debian's chromium or set FEATVIZ_CHROMIUM=/path/to/chromium",
-    ),
-]
+pytestmark = browser_marks()
 
 ARTIFACTS = ROOT / "artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
@@ -62,10 +56,8 @@ def app() -> Iterator[AppServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = launch_browser(pw, camera=True)
-        yield chromium
-        chromium.close()
+    with chromium(camera=True) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.appserver import ROOT, AppServer, chromium_path, launch_browser, start_app
+from tests.appserver import ROOT, AppServer, browser_marks, chromium, start_app
 from tests.test_browser import (
     FRESH,
     go_to,
@@ -33,13 +33,7 @@ from tests.test_page_exemplars import shapes
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        chromium_path() is None,
-        reason="Chromium not found: install Debian's chromium or set FEATVIZ_CHROMIUM=/path/to/chromium",
-    ),
-]
+pytestmark = browser_marks()
 
 ARTIFACTS = ROOT / "artifacts"
 VIEWPORT = {"width": 1500, "height": 1100}
@@ -59,10 +53,8 @@ def app() -> Iterator[AppServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = launch_browser(pw)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from tests.appserver import (
     AppServer,
-    chromium_path,
+    browser_marks,
     clear_marks,
     launch_browser,
     marks_script,
@@ -28,10 +28,7 @@ from tests.appserver import (
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(chromium_path() is None, reason="Chromium not found: install chromium or set FEATVIZ_CHROMIUM"),
-]
+pytestmark = browser_marks()
 
 HEATMAP = """() => { const img = document.querySelector('.st-key-grid_chart g.hm image');
   return img && (img.getAttribute('href') || '').length > 0 ? img.getAttribute('href') : false; }"""

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from featviz_core import extract, load_image, load_onnx
 from tests import test_browser as browser_tests
-from tests.appserver import AppServer, chromium_path
+from tests.appserver import AppServer, browser_marks
 from tests.data_builders import png_bytes
 from tests.test_browser import (
     HOVER,
@@ -39,10 +38,7 @@ app, browser, context, page = (
     browser_tests.page,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(chromium_path() is None, reason="Chromium not found: install Debian's chromium"),
-]
+pytestmark = browser_marks()
 
 KERAS = (Path(__file__).parent / "data" / "onnx" / "keras_tiny.onnx").read_bytes()
 

@@ -20,17 +20,14 @@ import featviz_core
 from featviz_core import cam, extract, layer_info, load_demo, load_image, sample_bytes, sanity_check
 from featviz_core.figures import mosaic_layout
 from featviz_core.report import SHOWN_CHANNELS, plotly_js, report_html
-from tests.appserver import ROOT, AppServer, chromium_path, launch_browser, start_app
+from tests.appserver import ROOT, AppServer, browser_marks, chromium, start_app
 from tests.data_builders import png_bytes
 from tests.test_browser import new_context, no_run_needed, settle
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(chromium_path() is None, reason="Chromium not found (install chromium or set FEATVIZ_CHROMIUM)"),
-]
+pytestmark = browser_marks()
 
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060]")
@@ -40,10 +37,8 @@ LAYER = "block2.relu1"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = launch_browser(pw)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")

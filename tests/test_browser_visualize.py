@@ -17,17 +17,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.appserver import ROOT, AppServer, chromium_path, launch_browser, start_app
+from tests.appserver import ROOT, AppServer, browser_marks, chromium, start_app
 from tests.test_browser import new_context, no_run_needed, settle
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(chromium_path() is None, reason="Chromium not found: install Debian's chromium or set "
-                       "FEATVIZ_CHROMIUM=/path/to/chromium"),
-]
+pytestmark = browser_marks()
 
 ARTIFACTS = ROOT / "artifacts"
 README_SHOTS = ROOT / "docs" / "screenshots"
@@ -57,10 +53,8 @@ def patient_expect() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = launch_browser(pw)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
