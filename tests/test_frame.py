@@ -114,3 +114,7 @@ def test_the_browser_is_sent_one_tiny_chart_per_session_to_fetch_plotly_early(ma
     script.run()
     assert script.session_state["result"] == (True, True)
     assert len(script.get("plotly_chart")) == 1
+    spec = json.loads(script.get("plotly_chart")[0].proto.spec)
+    # nothing of it shows while it is on screen: no trace colour, and no Plotly template's grey plot area
+    assert spec["data"][0]["opacity"] == 0.0
+    assert spec["layout"]["paper_bgcolor"] == spec["layout"]["plot_bgcolor"] == "rgba(0,0,0,0)"

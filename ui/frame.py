@@ -75,6 +75,7 @@ _PREFETCHED = "_charts_prefetched"
 _TINY_CHART = {
     "data": [{"type": "heatmap", "z": [[0.0]], "showscale": False, "hoverinfo": "skip", "opacity": 0.0}],
     "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+               "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",  # no grey strip on screen
                "xaxis": {"visible": False}, "yaxis": {"visible": False}},
 }
 
