@@ -6,7 +6,7 @@ import base64
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -177,3 +177,14 @@ def upload_image(make_app, name: str, data: bytes, mime: str = "image/png", **kw
     at = make_app(state=state, **kwargs)
     at.file_uploader(key="upload").upload(name, data, mime).run()
     return at
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): on a
+    busy 2-CPU machine, OpenMP threads waiting for each other made the CAM tests 5x slower (8 s -> 50 s); the
+    results do not depend on it. Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

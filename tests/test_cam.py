@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -19,15 +19,7 @@ from featviz_core.cam import CamError, CamResult, default_cam_layer, gradcam, up
 from featviz_core.hooks import hook_count, parse_layer_name
 from featviz_core.models import LoadedModel, view_transform
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread for this module: on a busy 2-CPU machine, OpenMP threads waiting for each other
-    made these tests 5x slower (8 s -> 50 s); the results do not depend on it. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 # ---------------------------------------------------------------------------------------------------

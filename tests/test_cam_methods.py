@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -26,13 +25,7 @@ GRADIENT = ["gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "eigengr
 ALL = [*GRADIENT, "scorecam", "ablationcam", "eigencam"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread (as tests/test_cam.py): far faster on a busy 2-CPU machine; results unchanged."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

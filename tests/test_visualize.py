@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -23,15 +22,7 @@ from featviz_core.visualize import Visualization, VisualizeError, visualize
 from tests.conftest import make_tiny
 from tests.test_cam import Snapshot, lock_is_free
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a busy 2-core machine waiting OpenMP threads make small models much slower;
-    results do not depend on it (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def vggish(seed: int = 1, size: int = 64) -> LoadedModel:

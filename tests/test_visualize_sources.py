@@ -3,8 +3,6 @@ whatever built it (torchvision and the demo are in test_param.py / test_visualiz
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -20,12 +18,7 @@ from tests.test_cam import Snapshot
 IMAGENET = (np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225]))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def _rises(model, layer: str, channel: int = 0, size: int = 48, steps: int = 32) -> np.ndarray:  # type: ignore[no-untyped-def]
