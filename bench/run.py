@@ -358,8 +358,9 @@ def _visualize_md(r: dict[str, Any]) -> list[str]:
         f"Full run: `visualize(model, \"{full['layer']}\", 0)` with {full['steps']} steps took "
         f"**{_s(full['seconds'])} s** wall-clock (best of {len(full['all_runs_s'])}: "
         f"{', '.join(_s(t) for t in full['all_runs_s'])} s; {_s(full['cpu_seconds'])} CPU-seconds; target ≤ "
-        f"{full['target_s']:.0f} s: {_ok(full['pass'])}). The model sees {r['transformed_size']} px (the picture "
-        "plus the random moves' border).",
+        f"{full['target_s']:.0f} s: {_ok(full['pass'])}). The model sees {r['transformed_size']} px: the moved "
+        f"frame sampled at the picture's size. Sampled at lucid's own {r['lucid_size']} px, the same run took "
+        f"{_s(full['lucid_view_s'])} s ({_x(full['lucid_view_ratio'])} as long).",
         "",
         "CPU = CPU-seconds of the process per step (all threads): it barely changes when other work shares the "
         "cores, so the two ratios are computed from it; wall-clock ratios in brackets.",
@@ -379,6 +380,15 @@ def _visualize_md(r: dict[str, Any]) -> list[str]:
         )
     lines += ["", f"{r['rounds']} interleaved rounds of {r['steps_per_variant']} steps per variant; torch threads "
               f"{r['torch_threads']}, OMP_WAIT_POLICY {r['omp_wait_policy']}.", ""]
+    quality = r.get("view_quality") or []
+    if quality:
+        lines += [f"View quality (demo model, {full['steps']} steps): the value the final picture reaches when the "
+                  f"model sees the centre {r['transformed_size']} px of the moved frame, against lucid's whole "
+                  f"{r['lucid_size']} px frame.", "",
+                  "| layer | channel | objective | centre view | lucid's view | ratio |", "|---|---:|---|---:|---:|---:|"]
+        lines += [f"| {q['layer']} | {q['channel']} | {q['objective']} | {q['centre_view']:.4g} | {q['lucid_view']:.4g} "
+                  f"| {_x(q['ratio'])} |" for q in quality]
+        lines.append("")
     return lines
 
 

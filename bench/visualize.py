@@ -6,9 +6,13 @@
   layer1 ... layer4), each a run of ``steps`` steps, timed in interleaved rounds. Stopping the forward pass
   at the target layer is what makes early layers fast; ``no early stop`` is the same step with the whole
   network run to its logits (a hook that keeps the layer's output without stopping), for comparison.
-- ``robustness overhead``: the same runs with the random moves replaced by a plain grey pad to the same
-  size (so the model sees the same number of pixels): ``(with - without) / with`` is the share of a step
-  spent on the transformations (target <= 15 %), from CPU time (wall-clock shares are reported too).
+- ``robustness overhead``: the same runs with the random moves left out (the picture goes to the model as
+  it is, at the same size): ``(with - without) / with`` is the share of a step spent on the
+  transformations (target <= 15 %), from CPU time (wall-clock shares are reported too).
+- ``lucid's view``: the full run once more with the model seeing lucid's whole moved frame (140 px)
+  instead of its centre at the picture's size (128 px), to show what that choice costs; and ``view
+  quality``: the activation that pictures of the demo model reach either way (the final picture, unmoved),
+  so that the faster view is seen not to make weaker pictures.
 
 Timings on a shared machine move by 10-30 %: compare ratios measured in the same run. The load average is
 reported with the numbers (bench.common.machine).
@@ -24,7 +28,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from featviz_core import LoadedModel, load_torchvision
 from featviz_core.param import PAD
@@ -41,17 +44,27 @@ TARGET_OVERHEAD = 0.15
 
 @contextmanager
 def _no_robustness() -> Iterator[None]:
-    """Replace the random moves by a grey pad to the same output size (no resampling, no gradient through
-    a grid): what a step costs without transformation robustness."""
+    """Leave the random moves out (no resampling, no gradient through a grid; the model sees the picture at
+    the same size): what a step costs without transformation robustness."""
     apply_grid, grid = core.apply_grid, core.robustness_grid
-    pad = (PAD * 2 - 8 - 4) // 2
 
-    core.robustness_grid = lambda moves, size, device: None
-    core.apply_grid = lambda pixels, _grid, fill=0.5: F.pad(pixels, [pad] * 4, value=fill)
+    core.robustness_grid = lambda moves, size, device, view=None: None
+    core.apply_grid = lambda pixels, _grid, fill=0.5: pixels
     try:
         yield
     finally:
         core.apply_grid, core.robustness_grid = apply_grid, grid
+
+
+@contextmanager
+def _lucid_view() -> Iterator[None]:
+    """Sample the moved frame at lucid's own side (the picture plus the moves' border, 140 px for 128)."""
+    grid = core.robustness_grid
+    core.robustness_grid = lambda moves, size, device, view=None: grid(moves, size, device)
+    try:
+        yield
+    finally:
+        core.robustness_grid = grid
 
 
 @contextmanager
@@ -110,8 +123,30 @@ def _interleaved_both(variants: dict[str, Callable[[], None]], rounds: int, warm
     return wall, cpu
 
 
+QUALITY_CASES = (("block1.relu1", 3, "channel"), ("block2.relu2", 1, "neuron"), ("block2.relu2", 7, "channel"),
+                 ("block3.relu2", 5, "channel"), ("block3.relu2", 27, "channel"), ("block3.relu2", 40, "negative"))
+
+
+def view_quality(steps: int = 256, size: int = 128,
+                 cases: tuple[tuple[str, int, str], ...] = QUALITY_CASES) -> list[dict[str, Any]]:
+    """The value each case reaches on the demo model with the model seeing the centre of the moved frame
+    (featviz) and lucid's whole frame: their ratio is near 1 when the view does not change the pictures."""
+    from featviz_core import load_demo
+
+    model, rows = load_demo(), []
+    for layer, channel, objective in cases:
+        ours = float(core.visualize(model, layer, channel, objective=objective, size=size, steps=steps).reached[0])
+        with _lucid_view():
+            lucid = float(core.visualize(model, layer, channel, objective=objective, size=size,
+                                         steps=steps).reached[0])
+        rows.append({"layer": layer, "channel": channel, "objective": objective, "centre_view": ours,
+                     "lucid_view": lucid, "ratio": ratio(ours, lucid)})
+    return rows
+
+
 def run(rounds: int = 5, steps: int = 32, size: int = 128, full_steps: int = 256,
-        layers: tuple[str, ...] = LAYERS, full_layer: str = "layer4") -> dict[str, Any]:
+        layers: tuple[str, ...] = LAYERS, full_layer: str = "layer4",
+        quality_cases: tuple[tuple[str, int, str], ...] = QUALITY_CASES) -> dict[str, Any]:
     model = load_torchvision("resnet18", weights=None)
     core.visualize(model, layers[0], 0, size=size, steps=2)  # warm-up: layer list, allocator, oneDNN
     variants: dict[str, Callable[[], None]] = {}
@@ -148,12 +183,16 @@ def run(rounds: int = 5, steps: int = 32, size: int = 128, full_steps: int = 256
             "early_stop_speedup": ratio(c_full, c_step),
             "early_stop_speedup_wall": ratio(full, step),
         })
-    full_runs, full_cpu = [], []
+    full_runs, full_cpu, lucid_runs = [], [], []
     for _ in range(2):
         t0, c0 = clock(), time.process_time()
         result = core.visualize(model, full_layer, 0, size=size, steps=full_steps, seed=0)
         full_runs.append(clock() - t0)
         full_cpu.append(time.process_time() - c0)
+        t0 = clock()
+        with _lucid_view():
+            core.visualize(model, full_layer, 0, size=size, steps=full_steps, seed=0)
+        lucid_runs.append(clock() - t0)
     full_s = min(full_runs)
     return {
         "model": "resnet18 (random weights, seed 0)",
@@ -162,11 +201,15 @@ def run(rounds: int = 5, steps: int = 32, size: int = 128, full_steps: int = 256
         "rounds": rounds,
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
-        "transformed_size": size + 2 * PAD - 8 - 4,
+        "transformed_size": size,
+        "lucid_size": size + 2 * PAD - 8 - 4,
         "by_depth": depth,
         "full_run": {
             "layer": full_layer, "steps": full_steps, "seconds": full_s, "all_runs_s": full_runs,
             "cpu_seconds": min(full_cpu), "target_s": TARGET_SECONDS, "pass": full_s <= TARGET_SECONDS,
             "final_activation": float(result.activation[-1]),
+            "lucid_view_s": min(lucid_runs), "lucid_view_all_runs_s": lucid_runs,
+            "lucid_view_ratio": ratio(min(lucid_runs), full_s),
         },
+        "view_quality": view_quality(steps=full_steps, size=size, cases=quality_cases),
     }

@@ -15,7 +15,8 @@ Fourier parameterization of it (see :mod:`featviz_core.param`) to raise the obje
 
 How it runs, and why:
 
-* every step the picture gets random small moves (pad, jitter, scale, rotate, jitter), then the model's own
+* every step the picture gets random small moves (pad, jitter, scale, rotate, jitter), and the model sees
+  the centre ``size`` × ``size`` of the moved frame (:func:`featviz_core.param.robustness_grid`), then its own
   normalisation, read from its preprocessing (:func:`featviz_core.param.input_map`);
 * the forward pass stops at the target layer: the hook (an :class:`~featviz_core.hooks.ActivationRecorder`
   that keeps a copy of the output in the autograd graph) raises a private exception once it has the
@@ -364,7 +365,7 @@ def visualize(
         for step in range(steps):
             moves = Robustness.draw(generator)
             pixels = picture()
-            moved = apply_grid(pixels, robustness_grid(moves, size, device))
+            moved = apply_grid(pixels, robustness_grid(moves, size, device, view=size))
             tensor = normalise(moved)
             with model.lock:  # one step at a time: other sessions run between our steps
                 acts, pre = _forward(model, info, tensor, size)

@@ -117,6 +117,21 @@ def test_one_resampling_equals_lucids_steps() -> None:
         torch.testing.assert_close(ours, theirs, rtol=0, atol=2e-6)
 
 
+def test_a_smaller_view_keeps_the_centre_of_the_moved_frame() -> None:
+    image = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(3))
+    image = F.avg_pool2d(F.pad(image, [1] * 4, mode="replicate"), 3, stride=1)  # smooth: interpolation agrees
+    device = torch.device("cpu")
+    for moves in [Robustness((3, 5), 1.07, 8.0, (2, 1)), Robustness((0, 7), 0.95, -4.0, (3, 0))]:
+        whole = moves.output_size(48)
+        margin = (whole - 48) // 2
+        assert (whole, margin) == (60, 6)
+        centre = (slice(None), slice(None), slice(margin, margin + 48), slice(margin, margin + 48))
+        ours = apply_grid(image, robustness_grid(moves, 48, device, view=48))
+        assert ours.shape == (1, 3, 48, 48)
+        torch.testing.assert_close(ours, apply_grid(image, robustness_grid(moves, 48, device))[centre], rtol=0, atol=1e-6)
+        torch.testing.assert_close(ours, _lucid_steps(image, moves)[centre], rtol=0, atol=5e-6)
+
+
 def test_moves_are_drawn_in_range_and_repeat_for_a_seed() -> None:
     draws = [Robustness.draw(torch.Generator().manual_seed(5)) for _ in range(2)]
     assert draws[0] == draws[1]
