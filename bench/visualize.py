@@ -124,7 +124,7 @@ def _interleaved_both(variants: dict[str, Callable[[], None]], rounds: int, warm
 
 
 QUALITY_CASES = (("block1.relu1", 3, "channel"), ("block2.relu2", 1, "neuron"), ("block2.relu2", 7, "channel"),
-                 ("block3.relu2", 5, "channel"), ("block3.relu2", 27, "channel"), ("block3.relu2", 40, "negative"))
+                 ("block3.relu2", 5, "channel"), ("block3.relu2", 27, "channel"), ("block3.conv2", 40, "negative"))
 
 
 def view_quality(steps: int = 256, size: int = 128,

@@ -170,13 +170,15 @@ def robustness_grid(moves: Robustness, size: int, device: torch.device, view: in
 
 
 def apply_grid(images: torch.Tensor, grid: torch.Tensor, fill: float = 0.5) -> torch.Tensor:
-    """Resample ``images`` (N, C, H, W) on ``grid``; places outside the picture get ``fill`` (grey)."""
-    shifted = images - fill
-    out = F.grid_sample(
-        shifted, grid.expand(images.shape[0], -1, -1, -1), mode="bilinear", padding_mode="zeros",
-        align_corners=False,
-    )
-    return out + fill
+    """Resample ``images`` (N, C, H, W) on ``grid``; places outside the picture get ``fill`` (grey).
+
+    Each channel is resampled as an image of its own (the same values): PyTorch spreads ``grid_sample``
+    over the batch, so a single colour picture then uses more than one core (fastest on 2 cores)."""
+    n, c, height, width = images.shape
+    flat = (images - fill).reshape(n * c, 1, height, width)
+    grids = grid.expand(n, -1, -1, -1).repeat_interleave(c, dim=0)
+    out = F.grid_sample(flat, grids, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.reshape(n, c, *out.shape[-2:]) + fill
 
 
 # ---------------------------------------------------------------------------------------------------
