@@ -290,19 +290,22 @@ def _first_view_md(r: dict[str, Any]) -> list[str]:
         return lines + [f"Skipped: {r['skipped']}.", ""]
     lines += [
         f"{r['runs']} runs per server, alternating. ready = `/_stcore/health` first answers (polled every 10 ms); "
-        "then one visit, timed on the page's clock by a MutationObserver. Target: the heatmap "
+        "then one visit, timed on the page's clock by a MutationObserver. first map = the earlier of the still "
+        "picture of the maps (shown while Plotly starts) and the interactive heatmap. Target: the first map "
         f"≤ {r['target_s']:.0f} s after ready with `{r['target_variant']}`.",
         "",
         "| server | start → ready s | ready → first element s | ready → “Loading the model…” s "
-        "| ready → heatmap s (p25–p75) | RSS MB after the view | of which anonymous / CUDA libraries MB | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| ready → first map s (p25–p75) | ready → interactive heatmap s (p25–p75) | RSS MB after the view "
+        "| of which anonymous / CUDA libraries MB | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for label, d in r["first_view"].items():
-        heat = d["heatmap_s"]
+        heat, first = d["heatmap_s"], d.get("first_map_s") or d["heatmap_s"]
         target = _ok(r["pass"]) if label == r["target_variant"] else "–"
         lines.append(
             f"| {label} | {_s(d['server_start_to_ready_s']['median'])} | {_s(d['first_element_s']['median'])} "
-            f"| {_s(d['loading_line_s']['median'])} | {_s(heat['median'])} ({_s(heat['p25'])}–{_s(heat['p75'])}) "
+            f"| {_s(d['loading_line_s']['median'])} | {_s(first['median'])} ({_s(first['p25'])}–{_s(first['p75'])}) "
+            f"| {_s(heat['median'])} ({_s(heat['p25'])}–{_s(heat['p75'])}) "
             f"| {_mb(d['rss_mb']['median'])} | {_mb(d['rss_anon_mb']['median'])} / "
             f"{_mb(d['rss_cuda_libraries_mb']['median'])} | {target} |"
         )

@@ -10,6 +10,7 @@ from ui.errors import guard
 from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import Selection, current, request, url_values, write_url
+from ui.still import still_until_drawn
 from ui.widgets import page_picker, page_slice
 
 ensure_routed()
@@ -120,10 +121,12 @@ def grid_and_detail(selection: Selection) -> None:
         zrange = figures.layer_range(maps)
         fig = figures.mosaic_figure(maps, shown, scale=scale, colorscale=cmap, zrange=zrange)
         base = export.export_filename(selection.model.name, selection.layer.name, selection.image_stem, "png")
-        event = st.plotly_chart(
-            fig, width="stretch", on_select="rerun", selection_mode="points", key="grid_chart",
-            config=export.plotly_config(base.rsplit(".", 1)[0]),
-        )
+        with st.container(key="grid_box"):
+            still_until_drawn(fig, box="grid_box")
+            event = st.plotly_chart(
+                fig, width="stretch", on_select="rerun", selection_mode="points", key="grid_chart",
+                config=export.plotly_config(base.rsplit(".", 1)[0]),
+            )
         clicked = figures.channel_from_selection(event)
         state = st.session_state
         if clicked is not None and clicked != state.get("_last_click"):

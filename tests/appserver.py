@@ -266,6 +266,22 @@ document.addEventListener('click', () => { if (!('click' in window.__fv.marks)) 
 change of the page: no polling, so short-lived things (a spinner) are seen too. See :func:`watch`."""
 
 
+STILL_PAINTED_JS = """() => { const img = document.querySelector('.st-key-grid_still img');
+  if (!img) return false;
+  if (img.__fvPainted) return true;
+  if (!img.__fvWaits) {
+    img.__fvWaits = true;
+    const painted = () => requestAnimationFrame(() => requestAnimationFrame(() => {
+      if (img.isConnected && img.getBoundingClientRect().height > 50) { img.__fvPainted = true; window.__fvCheck(); }
+    }));
+    if (img.complete) painted(); else img.addEventListener('load', painted, {once: true});
+  }
+  return false; }"""
+"""A watcher (for :func:`marks_script`) that holds once the still picture of the first mosaic (ui/still.py) has
+been on screen: decoded, laid out at its height, and a frame painted after that (two animation frames); never
+when the interactive chart hid it first."""
+
+
 def marks_script(conditions: Mapping[str, str]) -> str:
     """:data:`PAGE_MARKS_SCRIPT` with watchers from the start: name -> JavaScript function source (no
     argument), e.g. ``{"heatmap": "() => document.querySelector('g.hm image')"}``."""

@@ -9,12 +9,18 @@ by ``python -m bench.run --only first_view``, not here.
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.appserver import (
+    FEATVIZ_RUN,
+    STILL_PAINTED_JS,
     AppServer,
     browser_marks,
     clear_marks,
@@ -33,8 +39,13 @@ pytestmark = browser_marks()
 HEATMAP = """() => { const img = document.querySelector('.st-key-grid_chart g.hm image');
   return img && (img.getAttribute('href') || '').length > 0 ? img.getAttribute('href') : false; }"""
 LOADING = "(document.querySelector('[data-testid=stMain]') || {}).textContent?.includes('Loading the model')"
+KEEP_THE_STILL = """window.__still = null; new MutationObserver(() => {
+  const img = document.querySelector('.st-key-grid_still img'); if (img && !window.__still) window.__still = img.src;
+}).observe(document, {subtree: true, childList: true});
+"""
 FROM_THE_START = {
     "loading": f"() => {LOADING}",
+
     # the page frame with it: our title, and the navigation to every page
     "frame_and_loading": f"() => {LOADING} && document.title.startsWith('featviz')"
                          " && document.querySelectorAll('[data-testid=stSidebarNavLink]').length > 1",
@@ -49,16 +60,25 @@ def fresh_app() -> Iterator[AppServer]:
 
 
 @pytest.fixture(scope="module")
-def page(fresh_app: AppServer) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as pw:
-        browser = launch_browser(pw)
+        chromium = launch_browser(pw)
         try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            context.set_default_timeout(120_000)
-            context.add_init_script(marks_script(FROM_THE_START))
-            yield context.new_page()
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+def _new_page(browser: Any, init_script: str) -> Any:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(120_000)
+    context.add_init_script(init_script)
+    return context.new_page()
+
+
+@pytest.fixture(scope="module")
+def page(fresh_app: AppServer, browser: Any) -> Any:
+    return _new_page(browser, marks_script(FROM_THE_START) + KEEP_THE_STILL)
 
 
 def test_the_first_visit_shows_the_frame_and_a_loading_line_before_the_maps(page: Any, fresh_app: AppServer) -> None:
@@ -70,6 +90,38 @@ def test_the_first_visit_shows_the_frame_and_a_loading_line_before_the_maps(page
     assert "frame_and_loading" in marks, "the loading line was shown without the page frame around it"
     expect(page.get_by_text("Loading the model…")).to_have_count(0)  # gone once the app is there
     assert page.get_by_test_id("stException").count() == 0
+
+
+def _pixels(data_url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))).convert("RGBA")).astype(int)
+
+
+def test_the_still_picture_of_the_maps_has_plotlys_colours_and_goes_once_the_chart_is_drawn(page: Any) -> None:
+    page.wait_for_function("() => 'heatmap' in window.__fv.marks")
+    expect(page.locator(".st-key-grid_still")).to_be_hidden()  # the chart replaced it (here Plotly was loaded)
+    still = page.evaluate("() => window.__still")
+    assert still, "the first mosaic came without its still picture"
+    ours = _pixels(still)
+    plotly = _pixels(page.evaluate("() => document.querySelector('.st-key-grid_chart g.hm image').getAttribute('href')"))
+    assert ours.shape == plotly.shape  # one pixel per cell in both
+    assert np.array_equal(ours[..., 3], plotly[..., 3])  # the same gaps
+    opaque = ours[..., 3] > 0
+    assert np.abs(ours[opaque][:, :3] - plotly[opaque][:, :3]).max() <= 1  # the same colours, to 8-bit rounding
+
+
+def test_with_featviz_run_the_maps_are_on_screen_before_plotly_has_started(browser: Any) -> None:
+    with start_app(command=FEATVIZ_RUN) as server:
+        page = _new_page(browser, marks_script({"still": STILL_PAINTED_JS, "heatmap": HEATMAP}))
+        try:
+            page.goto(server.url)
+            page.wait_for_function("() => 'heatmap' in window.__fv.marks")
+            marks = page_marks(page)
+            assert "still" in marks, "the still picture was never on screen before the chart"
+            assert marks["still"] < marks["heatmap"]
+            expect(page.locator(".st-key-grid_still")).to_be_hidden()
+            assert page.get_by_test_id("stException").count() == 0
+        finally:
+            page.context.close()
 
 
 def test_switching_to_a_new_model_names_it_in_a_spinner(page: Any, fresh_app: AppServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -123,3 +124,17 @@ def test_statistics_table_and_exports_are_offered(make_app) -> None:
     assert len(table) == sel.maps().shape[0]
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download maps (.npz)" in labels and "Download statistics (.csv)" in labels
+
+
+def test_the_first_mosaic_comes_with_a_still_picture_once(make_app) -> None:
+    at = make_app()
+    stills = [m for m in at.markdown if "data:image/png;base64," in m.value]
+    assert len(stills) == 1 and "st-key-grid_box:has(.js-plotly-plot)" in stills[0].value  # hidden once drawn
+    heat = mosaic(at)["data"][0]
+    data = stills[0].value.split("data:image/png;base64,", 1)[1].split('"', 1)[0]
+    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+    assert picture.shape[:2] == decode_array(heat["z"]).shape  # one picture pixel per heatmap cell
+    at.run()  # any later run: Plotly is loaded by then, no picture is sent again
+    no_exception(at)
+    assert not [m for m in at.markdown if "data:image/png;base64," in m.value]
+    mosaic(at)
