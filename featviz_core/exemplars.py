@@ -333,6 +333,20 @@ def _context(dataset: _Files, workers: int) -> tuple[int, Any]:
     return workers, multiprocessing.get_context(methods[0])
 
 
+def _prepare(model: LoadedModel, info: LayerInfo, collection: Collection,
+             k: int) -> tuple[list[tuple[str, str]], float, ReceptiveField, RunningExemplars]:
+    """What both paths (this one and Ray's) set up once the collection is open: the failure list (starting
+    with the files the collection refused), the start time, the layer's receptive field and an empty running
+    top-k. Raises :class:`EmptyCollectionError` when the collection holds no file to read."""
+    failed: list[tuple[str, str]] = list(collection.refused)
+    if not collection.names:
+        raise EmptyCollectionError(collection.empty_message(), failed)
+    started = time.monotonic()
+    field = receptive_field(model, info.name)
+    channels = int(info.shape[0]) if info.shape else 0
+    return failed, started, field, RunningExemplars(channels, k)
+
+
 def find_exemplars(
     model: LoadedModel,
     layer: str,
@@ -356,13 +370,7 @@ def find_exemplars(
         raise ExemplarsError("Ask for at least one exemplar per channel and a batch of at least one image.")
     info = layer_info(model, layer, spatial=True)
     collection = open_collection(images)
-    failed: list[tuple[str, str]] = list(collection.refused)
-    if not collection.names:
-        raise EmptyCollectionError(collection.empty_message(), failed)
-    started = time.monotonic()
-    field = receptive_field(model, layer)
-    channels = int(info.shape[0]) if info.shape else 0
-    running = RunningExemplars(channels, k)
+    failed, started, field, running = _prepare(model, info, collection, k)
     dataset = _Files(collection, model)
     workers, context = _context(dataset, default_workers() if num_workers is None else num_workers)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,

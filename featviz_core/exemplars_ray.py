@@ -28,13 +28,12 @@ from .exemplars import (
     BatchStats,
     EmptyCollectionError,
     ExemplarsProgress,
-    RunningExemplars,
+    _prepare,
     batch_stats,
     decode_safely,
 )
 from .exemplars_result import Exemplars, ExemplarsError
 from .hooks import layer_info
-from .receptive_field import receptive_field
 from .sources import load_spec
 
 __all__ = ["find_exemplars_ray"]
@@ -111,13 +110,7 @@ def find_exemplars_ray(
     if not Path(folder).expanduser().is_dir():
         raise CollectionError(f"Ray reads the images from a folder every worker can see; {folder} is not a folder.")
     collection = folder_collection(folder)
-    failed: list[tuple[str, str]] = list(collection.refused)
-    if not collection.names:
-        raise EmptyCollectionError(collection.empty_message(), failed)
-    started = time.monotonic()
-    field = receptive_field(model, layer)
-    channels = int(info.shape[0]) if info.shape else 0
-    running = RunningExemplars(channels, k)
+    failed, started, field, running = _prepare(model, info, collection, k)
     names = collection.names
     items = [{"start": s, "names": list(names[s:s + batch_size])} for s in range(0, len(names), batch_size)]
     if not ray.is_initialized():

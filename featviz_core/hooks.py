@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -89,6 +89,8 @@ class LayerInfo:
 # ---------------------------------------------------------------------------------------------------
 # The recorder
 
+_Recorder = TypeVar("_Recorder", bound="ActivationRecorder")
+
 
 class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
     """Record the outputs of chosen module calls during the forward passes run inside ``with``.
@@ -144,7 +146,16 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
 
         return hook
 
-    def __enter__(self) -> ActivationRecorder:
+    def _add_hooks(self, modules: dict[str, nn.Module]) -> None:
+        """Register the hooks (``modules``: every submodule by name), each handle kept in ``_handles``.
+
+        Runs inside ``__enter__``'s ``try``: a subclass that registers more hooks here (appending their
+        handles) has them removed on exit, and on an exception while registering, like the recorder's own."""
+        for module_name, calls in self._wanted.items():
+            hook = self._make_hook(module_name, calls)
+            self._handles.append(modules[module_name].register_forward_hook(hook))
+
+    def __enter__(self: _Recorder) -> _Recorder:  # a subclass's ``with ... as`` gets the subclass
         self._lock.__enter__()
         self._entered = True
         try:
@@ -157,9 +168,7 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
             self._was_training = [m for m in self.module.modules() if m.training]
             for m in self._was_training:  # eval mode, touching only the modules that were training
                 m.training = False
-            for module_name, calls in self._wanted.items():
-                hook = self._make_hook(module_name, calls)
-                self._handles.append(modules[module_name].register_forward_hook(hook))
+            self._add_hooks(modules)
         except BaseException:
             self._release(None, None, None)
             raise

@@ -184,23 +184,18 @@ class _StopAtLayer(ActivationRecorder):
         self.pre: torch.Tensor | None = None
         self._pre_calls = 0
 
-    def __enter__(self) -> _StopAtLayer:
-        super().__enter__()
-        try:
-            module_name, call = self._target
-            target = dict(self.module.named_modules())[module_name]
-            if isinstance(target, _DEAD_ZONE_TYPES):
+    def _add_hooks(self, modules: dict[str, nn.Module]) -> None:
+        super()._add_hooks(modules)
+        module_name, call = self._target
+        target = modules[module_name]
+        if isinstance(target, _DEAD_ZONE_TYPES):
 
-                def keep_input(_module: nn.Module, inputs: Any) -> None:
-                    self._pre_calls += 1
-                    if self._pre_calls == call and inputs and isinstance(inputs[0], torch.Tensor):
-                        self.pre = inputs[0].clone()
+            def keep_input(_module: nn.Module, inputs: Any) -> None:
+                self._pre_calls += 1
+                if self._pre_calls == call and inputs and isinstance(inputs[0], torch.Tensor):
+                    self.pre = inputs[0].clone()
 
-                self._handles.append(target.register_forward_pre_hook(keep_input))
-        except BaseException:
-            self._release(None, None, None)
-            raise
-        return self
+            self._handles.append(target.register_forward_pre_hook(keep_input))
 
     def _make_hook(self, module_name: str, calls: dict[int, str]) -> Any:
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:

@@ -68,6 +68,22 @@ def test_no_hook_left_after_exception_in_forward(resnet18, image, monkeypatch) -
     resnet18.lock.release()
 
 
+def test_hooks_a_subclass_adds_are_removed_also_when_adding_fails(tiny) -> None:
+    class Extra(ActivationRecorder):
+        def _add_hooks(self, modules: dict) -> None:  # type: ignore[type-arg]
+            super()._add_hooks(modules)
+            self._handles.append(modules["conv2"].register_forward_pre_hook(lambda _m, _i: None))
+            raise RuntimeError("registering failed")
+
+    tiny.module.train()
+    with pytest.raises(RuntimeError, match="registering failed"), Extra(tiny.module, ["conv1"], lock=tiny.lock):
+        pass
+    assert hook_count(tiny.module) == 0 and tiny.module.training and tiny.module.conv1.training
+    assert tiny.lock.acquire(blocking=False), "the lock must be released after an exception"
+    tiny.lock.release()
+    tiny.module.eval()
+
+
 def test_training_flags_restored(tiny, image) -> None:
     tiny.module.train()
     tiny.module.bn2.eval()
