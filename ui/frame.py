@@ -80,11 +80,19 @@ _TINY_CHART = {
 }
 
 
-def prefetch_charts() -> Any:
-    """Once per session, a 10-pixel chart so the browser starts loading Plotly's JavaScript (4.7 MB, fetched
-    only when a page's first chart arrives, then compiled) while the server is still preparing the page.
+def prefetch_charts(cold: bool | None = None) -> Any:
+    """Once per session, while the app still has to be imported (``cold``; by default: the app's modules
+    are not loaded yet, as for the first visitor of a fresh ``streamlit run app.py``), a 10-pixel chart so
+    the browser starts loading Plotly's JavaScript (4.7 MB, fetched only when a page's first chart
+    arrives, then started: about a second of the browser's main thread) during the seconds of importing.
+
+    Once the app is imported (``featviz run``, every later visitor), the first chart follows within the
+    same quick run, and the still picture of the maps (ui/still.py) covers Plotly's start; a chart sent
+    earlier would only make Plotly's start hold up the page before the still picture is painted.
     Returns the placeholder to clear at the end of the run (None when there is nothing to clear)."""
-    if st.session_state.get(_PREFETCHED):
+    if cold is None:
+        cold = _APP_MODULE not in sys.modules
+    if not cold or st.session_state.get(_PREFETCHED):
         return None
     st.session_state[_PREFETCHED] = True
     slot = st.empty()

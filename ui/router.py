@@ -40,7 +40,7 @@ def run_app() -> None:
         for index, (path, title, icon) in enumerate(PAGES)
     ]
     page = st.navigation(pages, position="sidebar")
-    charts = prefetch_charts()  # the browser starts loading Plotly while the server works
+    charts = prefetch_charts()  # a cold server: the browser loads Plotly while the app is imported
     try:
         with loading_app():  # the first time only: the frame and the navigation are on screen meanwhile
             from . import jobs, sidebar
