@@ -5,7 +5,8 @@ seconds on a small machine (more on an old hospital PC), during which the chart'
 On a session's first chart, :func:`still_until_drawn` puts the same maps there as a picture drawn by the
 server (:func:`featviz_core.figures_preview.heatmap_png`: the same colours, square pixels, at the chart's
 height), and a style rule hides the picture as soon as the interactive chart has been drawn in the same
-box. Browsers without CSS ``:has()`` hide it after 20 seconds instead.
+box. Browsers without CSS ``:has()`` (Firefox before 121) hide it after 20 seconds instead; in the others it
+stays as long as Plotly cannot draw (a slow or failing network), so the maps are never lost.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ _SHOWN = "_still_shown"
 
 _STYLE = """<style>
 .st-key-{box}:has(.js-plotly-plot) .st-key-{still} {{ display: none; }}
-.st-key-{still} {{ animation: fv-still-off 0s linear 20s forwards; }}
-@keyframes fv-still-off {{ to {{ visibility: hidden; height: 0; overflow: hidden; }} }}
+@supports not selector(:has(a)) {{
+  .st-key-{still} {{ animation: fv-still-off 0s linear 20s forwards; }}
+  @keyframes fv-still-off {{ to {{ visibility: hidden; height: 0; overflow: hidden; }} }}
+}}
 </style>"""
 
 
