@@ -200,6 +200,43 @@ def test_channels_last_outputs_are_read_as_channels(channels, make_image) -> Non
     assert maps.flags.c_contiguous and not maps.flags.writeable
 
 
+class _ChannelsLastNeedsItsSize(_ChannelsLast):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] < 128:
+            raise RuntimeError("this network needs 128 px or more")
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("net_class", [_ChannelsLast, _ChannelsLastNeedsItsSize])
+def test_an_ambiguous_layout_is_settled_by_the_cheapest_second_size_that_runs(net_class, monkeypatch) -> None:
+    from torchvision import transforms as T
+
+    from featviz_core import hooks
+    from featviz_core.models import LoadedModel, view_transform
+
+    torch.manual_seed(0)
+    net = net_class(128).eval()  # 128 channels on a 128 px input: the shape alone cannot tell
+    model = LoadedModel(
+        module=net, name="nhwc", key=f"test:nhwc-big:{net_class.__name__}", categories=None, input_channels=3,
+        input_size=(128, 128), transform=T.Compose([T.Resize(128), T.CenterCrop(128), T.ToTensor()]),
+        view=view_transform(128, 128), source="test", provenance="channels-last test network",
+    )
+    sizes: list[tuple[int, int]] = []
+    trace = hooks._trace
+
+    def traced(m: LoadedModel, size: tuple[int, int]) -> object:
+        sizes.append(tuple(size))
+        return trace(m, size)
+
+    monkeypatch.setattr(hooks, "_trace", traced)
+    info = layer_info(model, "norm")
+    assert info.channels_last and info.shape == (128, 128, 128)
+    assert not layer_info(model, "conv").channels_last
+    half_runs = net_class is _ChannelsLast
+    assert sizes == ([(128, 128), (64, 64)] if half_runs else [(128, 128), (64, 64), (160, 160)])
+    assert hook_count(net) == 0
+
+
 def test_convnext_block_internals_have_their_channels_first() -> None:
     from featviz_core import load_torchvision
 
