@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
+# PyPI's torch for Linux is the CUDA build: the test environment takes about 7 GB, the run one about 6 GB.
+DISK_HINT = echo "pip could not install everything. Free space here: $$(df -h . | awk 'NR==2 {print $$4}') (the test environment needs about 7 GB)." >&2
 
 .PHONY: run test lint bench chromium demo-model clean
 
@@ -14,11 +16,11 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(VENV)/.run-installed: requirements.txt | $(PY)
-	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-cache-dir -r requirements.txt || { $(DISK_HINT); exit 1; }
 	@touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt requirements-ray.txt $(VENV)/.run-installed
-	$(PY) -m pip install -r requirements-dev.txt -r requirements-ray.txt
+	$(PY) -m pip install --no-cache-dir -r requirements-dev.txt -r requirements-ray.txt || { $(DISK_HINT); exit 1; }
 	@touch $@
 
 # Optional settings of `make run`, handed to `featviz run` (see featviz/cli.py).

@@ -7,7 +7,7 @@ if [ -x /usr/bin/chromium ] || [ -n "${FEATVIZ_CHROMIUM:-}" ]; then
 fi
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing Debian's chromium for the browser tests..."
-  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/tmp/featviz-chromium.log 2>&1 \
+  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium && apt-get clean) >/tmp/featviz-chromium.log 2>&1 \
     && exit 0
   echo "Could not install chromium (see /tmp/featviz-chromium.log); the browser tests will be skipped."
   exit 0
