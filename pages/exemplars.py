@@ -72,6 +72,7 @@ def _keep(key: str) -> None:
 
 
 def _short(name: str, length: int = 22) -> str:
+    """The file name without its folders, shortened in the middle (the numbers that tell files apart are kept)."""
     base = name.rsplit("/", 1)[-1]
     return base if len(base) <= length else base[: length // 2 - 1] + "…" + base[-(length // 2):]
 
@@ -321,7 +322,9 @@ def _row(result_: Exemplars, result_key: str, channel: int, kind: str, title: st
                     st.image(_tile(result_key, channel, i, kind, result_), width="stretch")
                 except FeatvizError as exc:
                     st.caption(str(exc))
-            st.caption(f"{_short(item.name)}  \npeak {item.peak:.3g}")
+            with st.container(gap=None):  # the name on one line (its button's tooltip has it whole), the value below
+                st.caption(_short(item.name, 15), wrap=False)
+                st.caption(f"peak {item.peak:.3g}")
             if kind != "patch" and result_.has_images:
                 st.button("Open", key=f"ex_open_{kind}_{i}", icon=":material/open_in_new:", on_click=_open,
                           args=(result_, item.name), help=f"Show {item.name} in the sidebar (and on every page).")

@@ -124,7 +124,18 @@ def test_upload_a_zip_watch_the_progress_and_open_the_top_images(page: Any) -> N
         ".every(i => i.complete && i.naturalWidth > 0)")
     captions = main(page).get_by_test_id("stCaptionContainer").all_inner_texts()
     assert sum("peak" in c for c in captions) == 27
-    first_name = next(c for c in captions if "peak" in c).split("\n")[0].strip()
+    names = [c.strip() for c in captions if c.strip().endswith(".png")]
+    assert len(names) == 27, captions
+    first_name = names[0]
+    # every name stays on one line: as high as the value's line below it
+    heights = main(page).get_by_test_id("stCaptionContainer").evaluate_all(
+        "els => els.map(e => [e.innerText.trim(), e.getBoundingClientRect().height])")
+    line = max(h for text, h in heights if text.startswith("peak") and "\n" not in text)
+    assert all(h <= line + 1 for text, h in heights if text.endswith(".png")), heights
+    cut = main(page).get_by_test_id("stCaptionContainer").evaluate_all(  # and fits whole, without an ellipsis
+        "els => els.filter(e => e.innerText.trim().endsWith('.png')).flatMap(e => [e, ...e.querySelectorAll('*')])"
+        ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
+    assert not cut, cut
     if os.environ.get("FEATVIZ_README_SHOTS"):  # the page scrolls inside the app: make the window tall
         page.set_viewport_size({"width": VIEWPORT["width"], "height": 1780})
         settle(page)

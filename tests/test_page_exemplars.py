@@ -86,6 +86,14 @@ def test_zip_upload_run_results_open_and_downloads(make_app, monkeypatch) -> Non
     assert len(at.main.get("image")) == 27
     top = result.top(channel)
     assert any(f"peak {top[0].peak:.3g}" in c for c in captions(at))
+    # each name on one line of its own, shortened in the middle so that the number that tells files apart stays
+    names = [c for c in at.caption if c.value.endswith(".png")]
+    assert len(names) == 27 and all(not c.proto.wrap and len(c.value) <= 15 for c in names)
+    for item in top:
+        base = item.name.rsplit("/", 1)[-1]
+        short = base if len(base) <= 15 else base[:6] + "…" + base[-7:]
+        assert short in captions(at), (short, captions(at))
+    assert any(c.value.startswith("checke…0") for c in names)  # checkerboard_0NN.png: 20 characters
     # another channel, by number
     at.selectbox(key="ex_order").set_value("index").run()
     at.selectbox(key="ex_channel").set_value(5).run()
