@@ -114,6 +114,16 @@ def _no_streamlit_placeholders(name: str) -> str | list[list[Any]]:
     ]
 
 
+def stop_rgb(colour: str) -> tuple[float, float, float]:
+    """A colour scale's stop colour, '#rrggbb', 'rgb(r, g, b)' or 'rgba(r, g, b, a)' (alpha ignored) -> (r, g, b)."""
+    text = colour.strip()
+    if text.startswith("#"):
+        r, g, b = pcolors.hex_to_rgb(text)
+        return float(r), float(g), float(b)
+    r, g, b = (float(part) for part in text[text.index("(") + 1 : text.rindex(")")].split(",")[:3])
+    return r, g, b
+
+
 def _faded(colorscale: str | Sequence[Any], diverging: bool) -> list[list[Any]]:
     """``colorscale`` with transparency where the map is weak, so the image shows through there.
 
@@ -123,10 +133,7 @@ def _faded(colorscale: str | Sequence[Any], diverging: bool) -> list[list[Any]]:
     stops = pcolors.get_colorscale(colorscale) if isinstance(colorscale, str) else [list(s) for s in colorscale]
     faded = []
     for position, colour in stops:
-        if colour.startswith("#"):
-            r, g, b = pcolors.hex_to_rgb(colour)
-        else:
-            r, g, b = (int(float(v)) for v in colour[colour.index("(") + 1 : colour.index(")")].split(",")[:3])
+        r, g, b = (int(v) for v in stop_rgb(colour))
         weight = abs(position - 0.5) * 2 if diverging else position
         alpha = min(1.0, weight / 0.4)
         faded.append([position, f"rgba({r},{g},{b},{alpha:.3f})"])

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
-from plotly.colors import hex_to_rgb
+
+from .figures_base import stop_rgb
 
 __all__ = ["colour_table", "heatmap_png"]
 
@@ -31,21 +32,10 @@ def colour_table(colorscale: Sequence[Any], levels: int = _LEVELS) -> np.ndarray
     """(levels, 3) uint8: the colour scale sampled at ``levels`` evenly spaced positions from 0 to 1,
     each colour linear in RGB between the two stops around it (Plotly's own interpolation)."""
     stops = np.array([float(position) for position, _ in colorscale], dtype=np.float64)
-    rgb = np.array([_rgb(str(colour)) for _, colour in colorscale], dtype=np.float64)
+    rgb = np.array([stop_rgb(str(colour)) for _, colour in colorscale], dtype=np.float64)
     positions = np.linspace(0.0, 1.0, levels)
     table = np.stack([np.interp(positions, stops, rgb[:, k]) for k in range(3)], axis=1)
     return np.clip(np.round(table), 0, 255).astype(np.uint8)
-
-
-def _rgb(colour: str) -> tuple[float, float, float]:
-    """'#rrggbb', 'rgb(r, g, b)' or 'rgba(r, g, b, a)' (the alpha is ignored) -> (r, g, b)."""
-    text = colour.strip()
-    if text.startswith("#"):
-        r, g, b = hex_to_rgb(text)
-        return float(r), float(g), float(b)
-    inside = text[text.index("(") + 1 : text.rindex(")")]
-    r, g, b = (float(part) for part in inside.split(",")[:3])
-    return r, g, b
 
 
 def _heatmap(fig: go.Figure) -> go.Heatmap | None:
