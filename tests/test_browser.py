@@ -76,10 +76,15 @@ for (const type of ['click', 'keydown', 'change', 'input', 'mouseup', 'drop']) {
 }
 const fvState = () => { const app = document.querySelector('[data-testid=stApp]');
   return app ? app.getAttribute('data-test-script-state') : null; };
+// New elements of the page appear only from a script run's output. On a busy machine the browser can take
+// a whole run's start and end in one render, so the script state never reads 'running'; its elements still show.
+const fvNewElements = (r) => [...r.addedNodes].some((n) => n.nodeType === 1 && n.closest('[data-testid=stMain]')
+  && (n.matches('[data-testid=stElementContainer]') || n.querySelector('[data-testid=stElementContainer]')));
 new MutationObserver((records) => {
   for (const r of records) {
     if (r.type === 'attributes' && r.attributeName === 'data-test-script-state' && r.oldValue === 'running') window.__fvRan = true;
     if (r.type === 'attributes' && r.attributeName === 'data-stale' && r.target.getAttribute('data-stale') === 'true') window.__fvRan = true;
+    if (r.type === 'childList' && window.__fvRan === false && fvNewElements(r)) window.__fvRan = true;
   }
   if (fvState() === 'running') window.__fvRan = true;
 }).observe(document, {subtree: true, childList: true, attributes: true, attributeOldValue: true,

@@ -124,16 +124,17 @@ def test_preview_updates_during_the_run_and_the_final_picture_appears(page: Any,
     expect(page.locator(PREVIEW)).to_have_count(1, timeout=JOB_TIMEOUT_MS)
     first_src = page.locator(PREVIEW).get_attribute("src")
     first_text = bar.inner_text()
-    # the preview is redrawn while the optimization runs: a new picture, a later step
-    page.wait_for_function(
-        """([sel, old]) => { const img = document.querySelector(sel);
+    step = lambda text: int(re.search(rf"step (\d+) of {steps}", text)[1])  # noqa: E731
+    # the preview is redrawn while the optimization runs: a new picture at a later step (each redraw gives the
+    # picture a new address, also when a busy machine made no step in between: both are waited for)
+    later_text = page.wait_for_function(
+        """([sel, old, first]) => { const img = document.querySelector(sel);
             const bar = [...document.querySelectorAll('[data-testid=stProgress]')]
                 .find(b => b.innerText.includes('Making the picture'));
-            return img && img.getAttribute('src') !== old && bar; }""",
-        arg=[PREVIEW, first_src], timeout=JOB_TIMEOUT_MS,
-    )
-    later_text = bar.inner_text()
-    step = lambda text: int(re.search(rf"step (\d+) of {steps}", text)[1])  # noqa: E731
+            const step = bar && bar.innerText.match(/step (\\d+) of/);
+            return img && img.getAttribute('src') !== old && step && Number(step[1]) > first && bar.innerText; }""",
+        arg=[PREVIEW, first_src, step(first_text)], timeout=JOB_TIMEOUT_MS,
+    ).json_value()
     assert step(later_text) > step(first_text)
     screenshot(page, "responds_to_running", readme=True)
     expect(main(page).get_by_test_id("stMetric").filter(has_text="Activation reached")).to_be_visible(
