@@ -108,8 +108,12 @@ def test_upload_a_zip_watch_the_progress_and_open_the_top_images(page: Any) -> N
            ).to_be_visible(timeout=TIMEOUT_MS)
     wait_until_finished(page)
     values = page.evaluate("() => { clearInterval(window.barTimer); return window.barValues; }")
+    # How many values a browser sees depends on the machine's speed (a fast one reads the 480 pictures between
+    # two redraws): what holds everywhere is a value part-way (waited for above) and no step back. That the job
+    # itself reports many steps forward is tested on its progress record (test_exemplars.py).
     moving = [v for v in values if v > 0]
-    assert len(moving) >= 2 and moving == sorted(moving), f"the bar should move forward, it showed {values}"
+    assert any(0 < v < 100 for v in moving), f"the bar should show a value part-way, it showed {values}"
+    assert moving == sorted(moving), f"the bar should move forward and never back, it showed {values}"
     expect(main(page).get_by_text("1 file could not be read")).to_be_visible(timeout=TIMEOUT_MS)
     # a channel's top images: pick one by number
     box = main(page).get_by_role("combobox", name="Channel", exact=True)

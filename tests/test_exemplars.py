@@ -164,6 +164,24 @@ def test_memory_stays_flat_over_2000_images() -> None:
     assert growth < bound, f"RSS grew by {growth / 1e6:.1f} MB between image 500 and 2,000"
 
 
+def test_progress_record_moves_forward_in_many_steps_and_ends_at_the_total() -> None:
+    # What the Exemplars page's bar draws, independent of how fast the machine is: the job reports after every
+    # batch, each report further than the last, and the last one is the whole collection.
+    model = make_tiny(size=16)
+    items = collection_items(24)
+    record: list[tuple[int, int]] = []
+
+    def progress(done: int, total: int, preview: ExemplarsProgress) -> None:
+        record.append((done, total))
+        assert (preview.done, preview.total) == (done, total)
+
+    result = find_exemplars(model, "relu#2", items, k=3, batch_size=4, progress=progress, num_workers=0)
+    done = [d for d, _ in record]
+    assert len(set(done)) >= 6, record
+    assert done == sorted(done) and len(set(done)) == len(done), f"steps back or repeated: {record}"
+    assert all(total == 24 for _, total in record) and done[-1] == 24 == result.count
+
+
 def test_a_stopped_run_leaves_the_model_as_it_was_and_shows_a_partial_result() -> None:
     model = make_tiny(size=16)
     items = collection_items(24)
