@@ -19,8 +19,10 @@ import torch
 from PIL import Image
 
 from featviz_core import cam, extract, layer_info, load_demo, load_torchvision, sanity_check
-from featviz_core.cam_methods import METHODS, ScoreCAM
-from featviz_core.report import plotly_js, report_html
+from featviz_core.cam import METHODS
+from featviz_core.cam.methods import ScoreCAM
+from featviz_core.report import report_html
+from featviz_core.report.html import plotly_js
 
 from .common import clock, interleaved, ratio, summary
 

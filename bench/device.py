@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from featviz_core import default_layer, extract, load_torchvision
-from featviz_core.device import describe_device, place
+from featviz_core.models import describe_device, place
 
 from .common import interleaved, ratio, summary
 from .extraction import TARGET, bench_image

@@ -30,9 +30,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from featviz_core import default_layer, load_image, load_torchvision
-from featviz_core.exemplars import default_workers, find_exemplars
+from featviz_core.exemplars import find_exemplars
+from featviz_core.exemplars.search import default_workers
+from featviz_core.layers.receptive_field import receptive_field
 from featviz_core.models import LoadedModel
-from featviz_core.receptive_field import receptive_field
 
 from .common import clock, interleaved, ratio, summary
 

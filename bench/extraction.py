@@ -6,7 +6,7 @@ layer per stage, every spatial layer), one round times, in rotating order:
 - ``forward``            the module on a ready tensor, ``torch.inference_mode()`` (the physical limit);
 - ``preprocess+forward`` ``model.preprocess(image)`` then the same forward (what ``extract`` must do: the
   headline baseline, since ``extract`` takes a PIL image);
-- ``extract``            ``featviz_core.extract(model, image, layers)``;
+- ``extract``            ``featviz_core.layers.extract(model, image, layers)``;
 - ``keep`` / ``keep+clone`` (sets of more than 4 layers) preprocess + forward with forward hooks that
   keep every chosen output, without / with copies of the outputs a later in-place op overwrites: the
   physical limit of *keeping* that many outputs, so extract's cost splits into keeping, copying, the rest;
@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from featviz_core import LoadedModel, default_layer, extract, list_layers, load_torchvision
-from featviz_core.hooks import ActivationRecorder, parse_layer_name
+from featviz_core.layers import ActivationRecorder, parse_layer_name
 
 from .common import interleaved, ratio, summary
 

@@ -193,8 +193,7 @@ def _child_breakdown(name: str) -> dict[str, float]:
 
     tune_process()
     from featviz_core import default_layer, extract, figures, list_layers, load_torchvision, stats
-    from featviz_core.images import load_image
-    from featviz_core.samples import default_sample, sample_bytes
+    from featviz_core.images import default_sample, load_image, sample_bytes
 
     from .common import clock
 

@@ -25,10 +25,10 @@ from unittest import mock
 import onnxruntime as ort
 import torch
 
-import featviz_core.sources.onnx as onnx_source
+import featviz_core.models.sources.onnx as onnx_source
 from featviz_core import default_layer, extract, load_onnx, load_torchvision
-from featviz_core.sources.onnx_runtime import session_options
-from featviz_core.sources.onnx_torch import UnsupportedOp
+from featviz_core.models.sources.onnx_runtime import session_options
+from featviz_core.models.sources.onnx_torch import UnsupportedOp
 
 from .common import interleaved, ratio, summary
 from .extraction import bench_image

@@ -30,13 +30,13 @@ from typing import Any
 import torch
 
 from featviz_core import LoadedModel, load_torchvision
-from featviz_core.param import PAD
+from featviz_core.visualize.param import PAD
 
 from .common import clock, ratio, summary
 
 __all__ = ["LAYERS", "TARGET_OVERHEAD", "TARGET_SECONDS", "run"]
 
-core = importlib.import_module("featviz_core.visualize")  # the module (the package's name is the function)
+core = importlib.import_module("featviz_core.visualize.optimize")  # the module (the package's name is the function)
 LAYERS = ("conv1", "layer1", "layer2", "layer3", "layer4")
 TARGET_SECONDS = 10.0
 TARGET_OVERHEAD = 0.15
@@ -69,24 +69,13 @@ def _lucid_view() -> Iterator[None]:
 
 @contextmanager
 def _no_early_stop() -> Iterator[None]:
-    """Let the forward pass run to the end: the hook keeps the output (a copy) and does not stop."""
-    original = core._StopAtLayer._make_hook
-
-    def make_hook(self: Any, module_name: str, calls: dict[int, str]) -> Any:
-        def hook(_module: Any, _inputs: Any, output: Any) -> None:
-            count = self._counts.get(module_name, 0) + 1
-            self._counts[module_name] = count
-            name = calls.get(count)
-            if name is not None and isinstance(output, torch.Tensor):
-                self.outputs[name] = output.clone()
-
-        return hook
-
-    core._StopAtLayer._make_hook = make_hook
+    """Let the forward pass run to the end: the tap keeps the output (a copy) and does not stop."""
+    original = core.Tap
+    core.Tap = lambda *args, **kwargs: original(*args, **{**kwargs, "stop": False})
     try:
         yield
     finally:
-        core._StopAtLayer._make_hook = original
+        core.Tap = original
 
 
 def _runner(model: LoadedModel, layer: str, steps: int, size: int,

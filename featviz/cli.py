@@ -34,7 +34,7 @@ _MODEL_ENV = {
 }
 
 # Where the exemplars job keeps its command line (``python -m featviz_core.exemplars``), first match wins.
-_EXEMPLARS = ("featviz_core.exemplars_cli", "featviz_core.exemplars")
+_EXEMPLARS = ("featviz_core.exemplars.cli",)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -8,23 +8,40 @@
     >>> where = cam(model, image, default_cam_layer(model), method="gradcam++")
     >>> check = sanity_check(model, image, where.layer, original=where)   # does it depend on the model?
 
-``featviz_core.cam`` is the function; import the module's names with ``from featviz_core.cam import ...``.
+``featviz_core.cam`` is the CAM package and, called, the function ``cam``. The library is a package per
+concern: ``images``, ``models`` (with ``models.sources``), ``layers``, ``cam``, ``visualize``, ``exemplars``,
+``figures``, ``report``, ``demo``; each package's ``__init__`` lists its public API.
 """
 
-from .cam import CamError, CamResult, default_cam_layer, gradcam
-from .cam import cam as cam
-from .cam_methods import CAM_METHODS
-from .cam_targets import CamTarget, OutputInfo, describe_outputs, is_classifier
-from .class_names import parse_class_names
+from . import cam
+from .cam import (
+    CAM_METHODS,
+    CamResult,
+    CamTarget,
+    OutputInfo,
+    SanityResult,
+    default_cam_layer,
+    describe_outputs,
+    gradcam,
+    is_classifier,
+    sanity_check,
+)
 from .demo import load_demo
-from .errors import FeatvizError, ImageLoadError, LayerError, ModelLoadError
-from .extract import Extraction, extract
-from .hooks import ActivationRecorder, LayerInfo, default_layer, layer_info, list_layers, spatial_layers
-from .images import SUPPORTED_EXTENSIONS, image_digest, load_image
-from .models import NORMALIZATIONS, LoadedModel, Preprocessing
-from .samples import Sample, list_samples, sample_bytes
-from .sanity import SanityResult, sanity_check
-from .sources import (
+from .errors import CamError, FeatvizError, ImageLoadError, LayerError, ModelLoadError, VisualizeError
+from .exemplars import Exemplars, find_exemplars
+from .images import SUPPORTED_EXTENSIONS, Sample, image_digest, list_samples, load_image, sample_bytes
+from .layers import (
+    ActivationRecorder,
+    Extraction,
+    LayerInfo,
+    default_layer,
+    extract,
+    layer_info,
+    list_layers,
+    spatial_layers,
+)
+from .models import NORMALIZATIONS, LoadedModel, Preprocessing, parse_class_names
+from .models.sources import (
     OnnxInfo,
     architecture_info,
     classification_models,
@@ -40,7 +57,7 @@ from .sources import (
     timm_weights_cached,
     weights_are_cached,
 )
-from .visualize import OBJECTIVES, Visualization, VisualizeError, visualize
+from .visualize import OBJECTIVES, Visualization, visualize
 
 __version__ = "0.1.0"
 
@@ -102,12 +119,3 @@ __all__ = [
     "weights_are_cached",
 ]
 
-
-def __getattr__(name: str) -> object:
-    # Exemplars are imported on first use, so that ``python -m featviz_core.exemplars`` runs that module as
-    # the program without a second copy of it already imported by the package.
-    if name in ("Exemplars", "find_exemplars"):
-        from . import exemplars
-
-        return getattr(exemplars, name)
-    raise AttributeError(f"module 'featviz_core' has no attribute {name!r}")

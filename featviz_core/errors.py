@@ -7,11 +7,19 @@ next, so the UI can show ``str(error)`` as it is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "FeatvizError",
     "ImageLoadError",
     "ModelLoadError",
     "LayerError",
+    "StopForward",
+    "CamError",
+    "VisualizeError",
+    "CollectionError",
+    "ExemplarsError",
+    "EmptyCollectionError",
 ]
 
 
@@ -29,3 +37,29 @@ class ModelLoadError(FeatvizError):
 
 class LayerError(FeatvizError):
     """A layer name that the model does not have, or whose output is not a spatial feature map."""
+
+
+class CamError(FeatvizError):
+    """A CAM cannot be computed as asked: no score to explain, a class that does not exist, a method the
+    model cannot run."""
+
+class VisualizeError(FeatvizError):
+    """A feature visualization cannot be computed as asked (model, channel or settings)."""
+
+class CollectionError(FeatvizError):
+    """A collection that cannot be read at all (not a zip, too big, a folder outside the allowed one)."""
+
+class ExemplarsError(FeatvizError):
+    """Exemplars that cannot be computed, shown or read (with a sentence saying what to do)."""
+
+class EmptyCollectionError(ExemplarsError):
+    """The collection holds no image featviz could read. ``failed`` lists (file, reason) when there were files."""
+
+    def __init__(self, message: str, failed: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.failed = tuple(failed)
+
+
+class StopForward(BaseException):  # noqa: N818 - a signal, not an error
+    """Raised by a hook once everything wanted from a forward pass is recorded: the rest of the network is not
+    run. A ``BaseException``, so a model's own ``except Exception`` cannot swallow it; never shown to a user."""

@@ -7,8 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from featviz_core import FeatvizError, export, figures, stats
-from featviz_core.images import SUPPORTED_EXTENSIONS, describe_image, image_digest
-from featviz_core.samples import list_samples, sample_bytes
+from featviz_core.images import SUPPORTED_EXTENSIONS, describe_image, image_digest, list_samples, sample_bytes
 from ui import cache
 from ui.errors import guard
 from ui.router import ensure_routed

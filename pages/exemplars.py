@@ -12,17 +12,11 @@ import streamlit as st
 from PIL import Image
 
 from featviz_core import FeatvizError, export
-from featviz_core.collection import (
-    MAX_FILES,
-    Collection,
-    folder_collection,
-    inside,
-    resolve_subfolder,
-    zip_collection,
-)
-from featviz_core.exemplars import EmptyCollectionError, ExemplarsProgress, find_exemplars
-from featviz_core.exemplars_result import Exemplars, fit
-from featviz_core.images import image_digest
+from featviz_core.exemplars import Exemplars, ExemplarsProgress, find_exemplars
+from featviz_core.exemplars.result import fit
+from featviz_core.exemplars.search import EmptyCollectionError
+from featviz_core.images import Collection, image_digest, zip_collection
+from featviz_core.images.collection import MAX_FILES, folder_collection, inside, resolve_subfolder
 from ui import jobs
 from ui.cli import options
 from ui.errors import guard

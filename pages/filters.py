@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from featviz_core import export, figures, stats
-from featviz_core.filters import conv_for_layer, conv_layers, filter_weights
+from featviz_core.layers.filters import conv_for_layer, conv_layers, filter_weights
 from ui.errors import guard
 from ui.router import ensure_routed
 from ui.sidebar import page_header

@@ -12,15 +12,8 @@ import streamlit as st
 from PIL import Image
 
 from featviz_core import export, figures, stats
-from featviz_core.visualize import (
-    GalleryPreview,
-    Visualization,
-    check_model,
-    montage,
-    settings_key,
-    visualize,
-    visualize_channels,
-)
+from featviz_core.visualize import GalleryPreview, Visualization, visualize, visualize_channels
+from featviz_core.visualize.optimize import check_model, montage, settings_key
 from ui import jobs
 from ui.errors import guard
 from ui.router import ensure_routed

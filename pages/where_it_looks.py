@@ -8,10 +8,17 @@ from typing import Any
 import streamlit as st
 
 from featviz_core import export, figures
-from featviz_core.cam import CamResult, CamTarget, default_cam_layer
-from featviz_core.cam_methods import CAM_METHODS, METHODS
-from featviz_core.cam_targets import describe_outputs, no_target_reason
-from featviz_core.sanity import SanityResult, sanity_check
+from featviz_core.cam import (
+    CAM_METHODS,
+    METHODS,
+    CamResult,
+    CamTarget,
+    SanityResult,
+    default_cam_layer,
+    describe_outputs,
+    no_target_reason,
+    sanity_check,
+)
 from ui import cache, jobs
 from ui.errors import guard
 from ui.router import ensure_routed

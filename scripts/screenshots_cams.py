@@ -14,7 +14,7 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from featviz_core.cam_methods import CAM_METHODS  # noqa: E402
+from featviz_core.cam import CAM_METHODS  # noqa: E402
 from tests.appserver import launch_browser, start_app  # noqa: E402
 
 

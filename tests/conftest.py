@@ -18,7 +18,7 @@ from torch import nn
 from torchvision import transforms as T
 
 from featviz_core.models import LoadedModel, view_transform
-from featviz_core.sources import load_torchvision
+from featviz_core.models.sources import load_torchvision
 
 
 class TinyNet(nn.Module):

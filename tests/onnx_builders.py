@@ -13,7 +13,7 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from featviz_core.sources.onnx_torch import convert
+from featviz_core.models.sources.onnx_torch import convert
 
 FLOAT = TensorProto.FLOAT
 

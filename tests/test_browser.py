@@ -22,8 +22,7 @@ from PIL import Image
 
 from featviz_core import LoadedModel, extract, load_image
 from featviz_core.demo import load_demo
-from featviz_core.images import image_digest
-from featviz_core.samples import default_sample, sample_bytes
+from featviz_core.images import default_sample, image_digest, sample_bytes
 from tests.appserver import ROOT, AppServer, browser_marks, chromium, start_app
 from tests.data_builders import broken_bytes, dicom_bytes, jpeg_bytes, png_bytes
 

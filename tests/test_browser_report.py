@@ -19,7 +19,8 @@ import pytest
 import featviz_core
 from featviz_core import cam, extract, layer_info, load_demo, load_image, sample_bytes, sanity_check
 from featviz_core.figures import mosaic_layout
-from featviz_core.report import SHOWN_CHANNELS, plotly_js, report_html
+from featviz_core.report import report_html
+from featviz_core.report.html import SHOWN_CHANNELS, plotly_js
 from tests.appserver import ROOT, AppServer, browser_marks, chromium, start_app
 from tests.data_builders import png_bytes
 from tests.test_browser import new_context, no_run_needed, settle

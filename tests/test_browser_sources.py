@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from featviz_core import default_layer, extract, load_checkpoint, load_image
-from featviz_core.samples import default_sample, sample_bytes
+from featviz_core.images import default_sample, sample_bytes
 from tests import test_browser as kit
 from tests.appserver import AppServer
 from tests.test_browser import (

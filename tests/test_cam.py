@@ -16,7 +16,7 @@ from torchvision import transforms as T
 
 from featviz_core import FeatvizError, LayerError, extract, layer_info, list_layers, load_torchvision
 from featviz_core.cam import CamError, CamResult, default_cam_layer, gradcam, upsample
-from featviz_core.hooks import hook_count, parse_layer_name
+from featviz_core.layers import hook_count, parse_layer_name
 from featviz_core.models import LoadedModel, view_transform
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py

@@ -15,9 +15,9 @@ from torch import nn
 from torchvision import transforms as T
 
 from featviz_core import CAM_METHODS, cam, load_demo, load_image, load_torchvision, sample_bytes
-from featviz_core.cam import CamError, CamResult
-from featviz_core.cam_methods import METHODS, ScoreCAM
-from featviz_core.hooks import hook_count, parse_layer_name
+from featviz_core.cam import METHODS, CamError, CamResult
+from featviz_core.cam.methods import ScoreCAM
+from featviz_core.layers import hook_count, parse_layer_name
 from featviz_core.models import LoadedModel
 from tests.test_cam import PIXELS, HandNet, Snapshot, hand_model, lock_is_free
 
@@ -335,7 +335,8 @@ def test_a_failing_progress_callback_leaves_nothing_behind(tiny, image, method: 
 
 
 def test_batches_fit_the_memory_budget(resnet18, demo) -> None:
-    from featviz_core.cam import BATCH_MEMORY, auto_batch
+    from featviz_core.cam import auto_batch
+    from featviz_core.cam.base import BATCH_MEMORY
 
     vgg = load_torchvision("vgg16", weights=None)
     assert auto_batch(resnet18) == 32 and auto_batch(demo) == 32  # the cap

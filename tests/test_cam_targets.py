@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 from featviz_core import CamTarget, cam, describe_outputs, is_classifier, load_demo, sanity_check
-from featviz_core.cam import CamError
-from featviz_core.cam_targets import no_target_reason, target_scores
-from featviz_core.hooks import hook_count
+from featviz_core.cam import CamError, no_target_reason, target_scores
+from featviz_core.layers import hook_count
 from tests.test_cam import Snapshot, loaded
 
 

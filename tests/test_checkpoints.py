@@ -1,4 +1,4 @@
-"""Tests for featviz_core.sources.checkpoint: user checkpoints -> LoadedModel, safely."""
+"""Tests for featviz_core.models.sources.checkpoint: user checkpoints -> LoadedModel, safely."""
 
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ from torch import nn
 from featviz_core import load_checkpoint, parse_class_names
 from featviz_core.errors import ModelLoadError
 from featviz_core.models import LoadedModel
-from featviz_core.sources import detect, state_dicts
-from featviz_core.sources.torchvision import classification_models
+from featviz_core.models.sources import classification_models, detect, state_dicts
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
@@ -550,7 +549,7 @@ def test_only_model_load_error_escapes(monkeypatch: pytest.MonkeyPatch, resnet_b
     def broken(*args: object) -> None:
         raise KeyError("internal")
 
-    from featviz_core.sources import checkpoint
+    from featviz_core.models.sources import checkpoint
 
     monkeypatch.setattr(checkpoint, "_preprocessing", broken)
     with pytest.raises(ModelLoadError, match="could not be loaded") as info:
@@ -563,7 +562,7 @@ def test_only_model_load_error_escapes(monkeypatch: pytest.MonkeyPatch, resnet_b
 
 def test_shipped_torchvision_index_matches_a_fresh_build() -> None:
     """Detection looks checkpoints up in the shipped index: it must be what the installed torchvision gives
-    (regenerate with `python -m featviz_core.sources.detect` after upgrading torchvision)."""
+    (regenerate with `python -m featviz_core.models.sources.detect` after upgrading torchvision)."""
     shipped = json.loads(detect.TORCHVISION_INDEX.read_text(encoding="utf-8"))
     assert shipped["torchvision"] == torchvision.__version__
     assert shipped["architectures"] == detect.torchvision_fingerprints()

@@ -1,4 +1,4 @@
-"""featviz_core.sources.checkpoint with timm architectures and safetensors files."""
+"""featviz_core.models.sources.checkpoint with timm architectures and safetensors files."""
 
 from __future__ import annotations
 

@@ -9,13 +9,12 @@ import zipfile
 
 import pytest
 
-from featviz_core.collection import (
+from featviz_core.images import open_collection, zip_collection
+from featviz_core.images.collection import (
     CollectionError,
     folder_collection,
     items_collection,
-    open_collection,
     resolve_subfolder,
-    zip_collection,
 )
 from tests.data_builders import png_bytes
 

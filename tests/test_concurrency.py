@@ -7,7 +7,7 @@ import threading
 import numpy as np
 
 from featviz_core import extract
-from featviz_core.hooks import hook_count
+from featviz_core.layers import hook_count
 from tests.conftest import decode_array, plotly_figures
 from tests.test_page_feature_maps import png
 

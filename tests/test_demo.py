@@ -19,8 +19,8 @@ from featviz_core.demo import DEMO_CLASSES, WEIGHTS_PATH, load_demo, shapes
 from featviz_core.demo.net import TinyVGG, parameter_count
 from featviz_core.demo.train import HELDOUT_SEED, TRAIN_SEED, normalize
 from featviz_core.demo.train import _main as train_main
+from featviz_core.images import list_samples, sample_bytes
 from featviz_core.models import LoadedModel
-from featviz_core.samples import list_samples, sample_bytes
 
 TEST_SEED = 31337  # neither the training seed nor the model card's held-out seed
 MODEL_CARD = Path(WEIGHTS_PATH).parent / "MODEL_CARD.md"

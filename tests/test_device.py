@@ -1,4 +1,4 @@
-"""featviz_core.device: CUDA, then MPS, then CPU; FEATVIZ_DEVICE overrides; safe fallback to the CPU."""
+"""featviz_core.models.device: CUDA, then MPS, then CPU; FEATVIZ_DEVICE overrides; safe fallback to the CPU."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from featviz_core import FeatvizError, extract, list_layers, load_torchvision
-from featviz_core import device as device_module
-from featviz_core.device import choose_device, describe_device, place
+from featviz_core.models import choose_device, describe_device, place
+from featviz_core.models import device as device_module
 
 CUDA = torch.cuda.is_available()
 

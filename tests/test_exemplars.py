@@ -17,12 +17,13 @@ import pytest
 import torch
 
 from featviz_core import Exemplars, extract, find_exemplars, load_image
-from featviz_core.collection import zip_collection
 from featviz_core.demo import load_demo
-from featviz_core.exemplars import EmptyCollectionError, ExemplarsProgress
-from featviz_core.exemplars_cli import main as cli_main
-from featviz_core.exemplars_result import COLUMNS, ExemplarsError
-from featviz_core.hooks import as_chw, hook_count, layer_info, parse_layer_name
+from featviz_core.exemplars import ExemplarsProgress
+from featviz_core.exemplars.cli import main as cli_main
+from featviz_core.exemplars.result import COLUMNS, ExemplarsError
+from featviz_core.exemplars.search import EmptyCollectionError
+from featviz_core.images import zip_collection
+from featviz_core.layers import as_chw, hook_count, layer_info, parse_layer_name
 from tests.conftest import make_tiny, random_image
 from tests.data_builders import broken_bytes, dicom_bytes, jpeg_bytes, picture, png_bytes
 
@@ -322,8 +323,8 @@ def test_a_model_outside_autograd_with_a_batch_of_one() -> None:
 
 
 def test_without_fork_decoding_stays_in_this_process_unless_the_inputs_pickle(monkeypatch) -> None:
-    from featviz_core import exemplars as ex
-    from featviz_core.collection import items_collection
+    from featviz_core.exemplars import search as ex
+    from featviz_core.images.collection import items_collection
 
     collection = items_collection(collection_items(2))
     demo = ex._Files(collection, load_demo())  # its preprocessing holds a local function (a closure)

@@ -10,13 +10,13 @@ import pytest
 
 from featviz_core import find_exemplars
 from featviz_core.demo import load_demo
-from featviz_core.exemplars import EmptyCollectionError
+from featviz_core.exemplars.search import EmptyCollectionError
 from tests.data_builders import broken_bytes, jpeg_bytes, picture, png_bytes
 
 ray = pytest.importorskip("ray", reason="ray is not installed: pip install -r requirements-ray.txt")
 pytest.importorskip("ray.data", reason="ray[data] is not installed: pip install -r requirements-ray.txt")
 
-from featviz_core.exemplars_ray import find_exemplars_ray  # noqa: E402 - only with ray installed
+from featviz_core.exemplars.on_ray import find_exemplars_ray  # noqa: E402
 
 LAYER = "block2.relu1"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")  # Ray's own settings

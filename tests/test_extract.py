@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from featviz_core import ActivationRecorder, LayerError, extract, list_layers, load_torchvision
-from featviz_core.hooks import hook_count
+from featviz_core.layers import hook_count
 
 
 def clone_everything(model, image, names):

@@ -1,4 +1,4 @@
-"""featviz_core.figures_preview: the still picture has the mosaic's shape and exactly Plotly's colours."""
+"""featviz_core.figures.preview: the still picture has the mosaic's shape and exactly Plotly's colours."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image
 from plotly.colors import get_colorscale, sample_colorscale
 
 from featviz_core import figures
-from featviz_core.figures_preview import colour_table, heatmap_png
+from featviz_core.figures.preview import colour_table, heatmap_png
 
 
 def decode(png: bytes) -> np.ndarray:

@@ -11,7 +11,8 @@ from conftest import make_tiny
 from torch import nn
 
 from featviz_core import FeatvizError, LayerError, list_layers
-from featviz_core.filters import (
+from featviz_core.layers import hook_count
+from featviz_core.layers.filters import (
     ConvInfo,
     FilterWeights,
     conv_for_layer,
@@ -20,7 +21,6 @@ from featviz_core.filters import (
     reduce_inputs,
     rgb_tiles,
 )
-from featviz_core.hooks import hook_count
 
 # ---------------------------------------------------------------------------------------------------
 # conv_layers

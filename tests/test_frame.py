@@ -56,10 +56,10 @@ def test_a_model_spinner_shows_at_once_until_the_model_is_prepared(spinners: lis
 
 
 def test_prepared_does_the_dry_run_and_leaves_failures_to_the_layer_section(tiny, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from featviz_core import hooks
+    from featviz_core.layers import discovery
 
     assert cache.prepared(tiny) is tiny
-    assert tiny.module in hooks._LAYER_CACHE  # the sidebar's list_layers finds it done
+    assert tiny.module in discovery._LAYER_CACHE  # the sidebar's list_layers finds it done
 
     def broken(model):  # type: ignore[no-untyped-def]
         raise RuntimeError("forward fails")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from featviz_core import ActivationRecorder, LayerError, default_layer, extract, layer_info, list_layers
-from featviz_core.hooks import hook_count, parse_layer_name
+from featviz_core.layers import Tap, hook_count, parse_layer_name
 
 
 def reference_calls(module: torch.nn.Module, module_name: str, x: torch.Tensor) -> list[np.ndarray]:
@@ -68,15 +68,16 @@ def test_no_hook_left_after_exception_in_forward(resnet18, image, monkeypatch) -
     resnet18.lock.release()
 
 
-def test_hooks_a_subclass_adds_are_removed_also_when_adding_fails(tiny) -> None:
-    class Extra(ActivationRecorder):
-        def _add_hooks(self, modules: dict) -> None:  # type: ignore[type-arg]
-            super()._add_hooks(modules)
-            self._handles.append(modules["conv2"].register_forward_pre_hook(lambda _m, _i: None))
-            raise RuntimeError("registering failed")
+def test_hooks_are_removed_also_when_registering_fails(tiny, monkeypatch) -> None:
+    def refuse(*_args: object) -> None:
+        raise RuntimeError("registering failed")
 
+    # conv1's and conv2's output hooks are in place when conv2's input hook fails
+    monkeypatch.setattr(tiny.module.conv2, "register_forward_pre_hook", refuse)
+    taps = [Tap("conv1"), Tap("conv2", keep_input=True)]
     tiny.module.train()
-    with pytest.raises(RuntimeError, match="registering failed"), Extra(tiny.module, ["conv1"], lock=tiny.lock):
+    with pytest.raises(RuntimeError, match="registering failed"), ActivationRecorder(tiny.module, taps=taps,
+                                                                                      lock=tiny.lock):
         pass
     assert hook_count(tiny.module) == 0 and tiny.module.training and tiny.module.conv1.training
     assert tiny.lock.acquire(blocking=False), "the lock must be released after an exception"
@@ -211,7 +212,7 @@ class _ChannelsLastNeedsItsSize(_ChannelsLast):
 def test_an_ambiguous_layout_is_settled_by_the_cheapest_second_size_that_runs(net_class, monkeypatch) -> None:
     from torchvision import transforms as T
 
-    from featviz_core import hooks
+    from featviz_core.layers import discovery
     from featviz_core.models import LoadedModel, view_transform
 
     torch.manual_seed(0)
@@ -222,13 +223,13 @@ def test_an_ambiguous_layout_is_settled_by_the_cheapest_second_size_that_runs(ne
         view=view_transform(128, 128), source="test", provenance="channels-last test network",
     )
     sizes: list[tuple[int, int]] = []
-    trace = hooks._trace
+    trace = discovery._trace
 
     def traced(m: LoadedModel, size: tuple[int, int]) -> object:
         sizes.append(tuple(size))
         return trace(m, size)
 
-    monkeypatch.setattr(hooks, "_trace", traced)
+    monkeypatch.setattr(discovery, "_trace", traced)
     info = layer_info(model, "norm")
     assert info.channels_last and info.shape == (128, 128, 128)
     assert not layer_info(model, "conv").channels_last

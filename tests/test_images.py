@@ -1,6 +1,6 @@
-"""Tests for featviz_core.images: every file is built in memory with PIL, numpy or pydicom.
+"""Tests for featviz_core.images.load: every file is built in memory with PIL, numpy or pydicom.
 
-The DICOM decoding (featviz_core.images_dicom) is tested in tests/test_images_dicom.py, which imports
+The DICOM decoding (featviz_core.images.dicom) is tested in tests/test_images_dicom.py, which imports
 its builders (``_dicom``, ``_encapsulated_dicom`` ...) and message checks from here.
 """
 
@@ -22,7 +22,6 @@ from pydicom import dcmwrite, uid
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 
-from featviz_core import images
 from featviz_core.errors import ImageLoadError
 from featviz_core.images import (
     MAX_PIXELS,
@@ -31,6 +30,7 @@ from featviz_core.images import (
     describe_image,
     image_digest,
     load_image,
+    pixels,
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -443,7 +443,7 @@ def test_side_longer_than_max_side_is_refused() -> None:
 
 
 def test_limit_follows_max_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images, "MAX_PIXELS", 100)
+    monkeypatch.setattr(pixels, "MAX_PIXELS", 100)
     _load_error(_save(_rgb(11, 10), "PNG"), "just_over.png")
     assert load_image(_save(_rgb(10, 10), "PNG"), "at_limit.png").size == (10, 10)
 

@@ -1,5 +1,5 @@
-"""Tests for featviz_core.images_dicom: DICOM files built in memory with pydicom, loaded through
-featviz_core.images (``load_image``, and ``is_dicom`` as it re-exports it), as callers do.
+"""Tests for featviz_core.images.dicom: DICOM files built in memory with pydicom, loaded through
+featviz_core.images.load (``load_image``, and ``is_dicom`` as it re-exports it), as callers do.
 
 The builders and message checks are shared with tests/test_images.py and imported from there.
 """
@@ -13,8 +13,8 @@ from pydicom import uid
 from pydicom.dataset import Dataset
 from pydicom.pixels import convert_color_space
 
-from featviz_core import images, images_dicom
-from featviz_core.images import is_dicom, load_image
+from featviz_core.images import dicom as images_dicom
+from featviz_core.images import is_dicom, load_image, pixels
 from tests.test_images import (
     _SAMPLE_PNG,
     _dataset,
@@ -239,13 +239,13 @@ def test_dicom_rows_times_columns_over_the_limit_is_refused_before_decoding() ->
 
 
 def test_dicom_limit_follows_max_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images, "MAX_PIXELS", 100)
+    monkeypatch.setattr(pixels, "MAX_PIXELS", 100)
     _load_error(_dicom(np.zeros((20, 20), dtype=np.uint16)), "big.dcm")
     assert load_image(_dicom(np.zeros((10, 10), dtype=np.uint16)), "ok.dcm").size == (10, 10)
 
 
 def test_dicom_compressed_frame_larger_than_its_header_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(images, "MAX_PIXELS", 1_000)
+    monkeypatch.setattr(pixels, "MAX_PIXELS", 1_000)
     big_frame = _save(Image.new("L", (64, 64), 128), "JPEG")
     data = _encapsulated_dicom(big_frame, uid.JPEGBaseline8Bit, rows=8, columns=8)
     error = _load_error(data, "liar.dcm")

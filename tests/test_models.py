@@ -14,8 +14,8 @@ import torch
 import torchvision
 
 from featviz_core import ModelLoadError, classification_models, load_torchvision
-from featviz_core.sources import download as models_module
-from featviz_core.sources import weights_are_cached, weights_cache_path
+from featviz_core.models.sources import download as models_module
+from featviz_core.models.sources import weights_are_cached, weights_cache_path
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from featviz_core import extract, load_image
-from featviz_core.samples import sample_bytes
+from featviz_core.images import sample_bytes
 from tests.conftest import decode_array, no_exception, plotly_figures
 from tests.test_page_feature_maps import png
 

@@ -49,7 +49,7 @@ def test_mosaic_holds_exactly_the_extracted_values(make_app) -> None:
     heat = mosaic(at)["data"][0]
     z = decode_array(heat["z"])
     sample = at.session_state["sample"]
-    from featviz_core.samples import sample_bytes
+    from featviz_core.images import sample_bytes
 
     maps = extract(load_demo(), load_image(sample_bytes(sample)), [layer]).activations[layer]
     shown = np.sort(z[np.isfinite(z)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from featviz_core.filters import conv_layers
+from featviz_core.layers.filters import conv_layers
 from tests.conftest import no_exception, plotly_figures
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from featviz_core.hooks import hook_count
+from featviz_core.layers import hook_count
 from tests.conftest import no_exception, plotly_figures
 from ui import jobs
 
-core = importlib.import_module("featviz_core.visualize")  # the module (the package's name is the function)
+core = importlib.import_module("featviz_core.visualize.optimize")  # the module (the package's name is the function)
 
 PAGE = "pages/responds_to.py"
 FAST = {"viz_size": 64, "viz_steps": 64}

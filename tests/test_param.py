@@ -1,4 +1,4 @@
-"""featviz_core.param: the Fourier picture, the random moves, the model's own normalisation."""
+"""featviz_core.visualize.param: the Fourier picture, the random moves, the model's own normalisation."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torchvision import transforms as T
 from featviz_core import FeatvizError
 from featviz_core.demo import load_demo
 from featviz_core.models import LoadedModel, view_transform
-from featviz_core.param import (
+from featviz_core.visualize.param import (
     PAD,
     FourierImage,
     Robustness,

@@ -12,10 +12,10 @@ from torch import nn
 from torchvision import transforms as T
 
 from featviz_core import find_exemplars
-from featviz_core import receptive_field as rf_module
-from featviz_core.hooks import hook_count
+from featviz_core.layers import hook_count
+from featviz_core.layers import receptive_field as rf_module
+from featviz_core.layers.receptive_field import PAD_COLOUR, ReceptiveField, crop_patch, receptive_field
 from featviz_core.models import LoadedModel, view_transform
-from featviz_core.receptive_field import PAD_COLOUR, ReceptiveField, crop_patch, receptive_field
 from tests.data_builders import png_bytes
 
 

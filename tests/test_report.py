@@ -22,7 +22,8 @@ from featviz_core import (
     sample_bytes,
     sanity_check,
 )
-from featviz_core.report import SHOWN_CHANNELS, chart_specs, plotly_js, report_html
+from featviz_core.report import report_html
+from featviz_core.report.html import SHOWN_CHANNELS, chart_specs, plotly_js
 from tests.conftest import decode_array, no_exception, png_bytes, random_image, upload_image
 from ui import report as ui_report
 

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from featviz_core.errors import ImageLoadError
-from featviz_core.samples import SAMPLES_DIR, Sample, default_sample, list_samples, sample_bytes, sample_path
+from featviz_core.images import Sample, default_sample, list_samples, sample_bytes, sample_path
+from featviz_core.images.samples import SAMPLES_DIR
 
 LICENSES = SAMPLES_DIR / "LICENSES.md"
 

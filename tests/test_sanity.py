@@ -14,10 +14,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from featviz_core import FeatvizError, cam, load_demo, load_image, sample_bytes, sanity_check
-from featviz_core import sanity as sanity_module
-from featviz_core.cam import CamMethod, CamResult, upsample
-from featviz_core.cam_methods import METHODS
-from featviz_core.hooks import hook_count
+from featviz_core.cam import METHODS, CamMethod, CamResult, upsample
+from featviz_core.cam import sanity as sanity_module
+from featviz_core.layers import hook_count
 from featviz_core.models import LoadedModel
 from tests.test_cam import Snapshot
 

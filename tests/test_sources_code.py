@@ -1,4 +1,4 @@
-"""featviz_core.sources.code: a model class of the user's own, named as package.module:factory."""
+"""featviz_core.models.sources.code: a model class of the user's own, named as package.module:factory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from featviz_core import ModelLoadError, extract, list_layers, load_from_code, load_spec
 from featviz_core.cam import CamError, gradcam
-from featviz_core.hooks import hook_count
+from featviz_core.layers import hook_count
 from tests.custom_models import FaceDetector, build_detector
 
 

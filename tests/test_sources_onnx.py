@@ -14,12 +14,12 @@ import torch
 import torchvision
 from onnx import TensorProto, helper
 
-import featviz_core.sources.onnx as onnx_source
+import featviz_core.models.sources.onnx as onnx_source
 from featviz_core import CamError, extract, gradcam, inspect_onnx, list_layers, load_onnx
-from featviz_core.hooks import hook_count, spatial_layers
+from featviz_core.layers import hook_count, spatial_layers
 from featviz_core.models import LoadedModel
-from featviz_core.sources.onnx_ops import CONVERTERS
-from featviz_core.sources.onnx_torch import UnsupportedOp, module_names
+from featviz_core.models.sources.onnx_ops import CONVERTERS
+from featviz_core.models.sources.onnx_torch import UnsupportedOp, module_names
 from tests.conftest import random_image
 from tests.onnx_builders import export, small_cnn, tf2onnx_like
 
@@ -304,7 +304,7 @@ def test_tf2onnx_pattern_with_weights_in_constant_nodes() -> None:
 def test_onnxruntime_path_asks_only_for_the_hooked_layers_and_keeps_few_sessions(
     fallback_model, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from featviz_core.sources.onnx_runtime import MAX_SESSIONS
+    from featviz_core.models.sources.onnx_runtime import MAX_SESSIONS
 
     list_layers(fallback_model)  # the dry run (which asks for every layer) is done once, before
     runner = fallback_model.module._runner

@@ -1,4 +1,4 @@
-"""ONNX files refused with one sentence, and never a file read outside memory (featviz_core/sources/onnx_file.py)."""
+"""ONNX files refused with one sentence, and never a file read outside memory (featviz_core/models/sources/onnx_file.py)."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_truncated_file_is_refused(resnet_bytes) -> None:  # type: ignore[no-unt
 
 
 def test_oversized_file_is_refused_before_parsing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import featviz_core.sources.onnx_file as onnx_file
+    import featviz_core.models.sources.onnx_file as onnx_file
 
     monkeypatch.setattr(onnx_file, "MAX_ONNX_BYTES", 1000)
     monkeypatch.setattr(onnx_file.ModelProto, "FromString", lambda *_: pytest.fail("parsed"))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from onnx import helper
 
-from featviz_core.sources.onnx_torch import UnsupportedOp, convert, module_names
+from featviz_core.models.sources.onnx_torch import UnsupportedOp, convert, module_names
 from tests.onnx_builders import model, ranks_of, run_converted, run_ort, tensor
 
 I64 = np.int64

@@ -1,4 +1,4 @@
-"""featviz_core.sources.timm: timm architectures, exact values, timm's own preprocessing, HF downloads."""
+"""featviz_core.models.sources.timm: timm architectures, exact values, timm's own preprocessing, HF downloads."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from featviz_core import FeatvizError, ModelLoadError, extract, list_layers, load_timm
-from featviz_core.hooks import hook_count
-from featviz_core.sources import timm as timm_source
-from featviz_core.sources.timm_catalog import architectures, catalog, family_title
+from featviz_core.layers import hook_count
+from featviz_core.models.sources import timm as timm_source
+from featviz_core.models.sources.timm_catalog import architectures, catalog, family_title
 
 timm = pytest.importorskip("timm")
 
@@ -274,7 +274,7 @@ def test_catalog_lists_cnn_families_and_not_plain_vits() -> None:
 @pytest.mark.parametrize("name", ["resnet50d", "convnext_nano", "efficientnet_b0"])
 def test_catalog_fingerprints_match_a_fresh_build(name) -> None:
     """The shipped catalog agrees with the installed timm (else detection would miss these)."""
-    from featviz_core.sources.timm_catalog import _meta_entry
+    from featviz_core.models.sources.timm_catalog import _meta_entry
 
     fresh = _meta_entry(name)
     assert fresh is not None

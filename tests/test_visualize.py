@@ -1,4 +1,4 @@
-"""featviz_core.visualize: the objective rises, the model is left untouched, locks, threads, the demo's edges."""
+"""featviz_core.visualize.optimize: the objective rises, the model is left untouched, locks, threads, the demo's edges."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from torchvision import transforms as T
 
 from featviz_core import FeatvizError, LayerError, extract, layer_info, load_image
 from featviz_core.demo import load_demo
-from featviz_core.hooks import hook_count
+from featviz_core.images import list_samples, sample_bytes
+from featviz_core.layers import hook_count
 from featviz_core.models import LoadedModel, view_transform
-from featviz_core.param import input_map
-from featviz_core.samples import list_samples, sample_bytes
-from featviz_core.visualize import Visualization, VisualizeError, visualize
+from featviz_core.visualize import Visualization, visualize
+from featviz_core.visualize.optimize import VisualizeError
+from featviz_core.visualize.param import input_map
 from tests.conftest import make_tiny
 from tests.test_cam import Snapshot, lock_is_free
 

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from featviz_core import list_layers, load_from_code, load_onnx, load_timm
-from featviz_core.hooks import hook_count
-from featviz_core.param import input_map
-from featviz_core.visualize import VisualizeError, visualize
+from featviz_core.layers import hook_count
+from featviz_core.visualize import visualize
+from featviz_core.visualize.optimize import VisualizeError
+from featviz_core.visualize.param import input_map
 from tests.onnx_builders import export
 from tests.test_cam import Snapshot
 

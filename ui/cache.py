@@ -30,14 +30,12 @@ from featviz_core import (
     load_timm,
     load_torchvision,
 )
-from featviz_core.cam import CamResult, CamTarget
+from featviz_core.cam import CamResult, CamTarget, SanityResult, sanity_check
 from featviz_core.cam import cam as compute_cam
 from featviz_core.demo import load_demo
-from featviz_core.device import choose_device, place
 from featviz_core.images import load_image
-from featviz_core.sanity import SanityResult, sanity_check
-from featviz_core.sources import load_checkpoint
-from featviz_core.sources.onnx import OnnxInfo, inspect_onnx, load_onnx
+from featviz_core.models import choose_device, place
+from featviz_core.models.sources import OnnxInfo, inspect_onnx, load_checkpoint, load_onnx
 
 from .frame import busy
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from featviz_core import LoadedModel
-from featviz_core.device import describe_device
+from featviz_core.models import describe_device
 
 from . import cache, source_checkpoint, source_code, source_imagenet, source_onnx
 from .errors import guard

@@ -16,10 +16,8 @@ import streamlit as st
 
 import featviz_core
 from featviz_core import FeatvizError, export
-from featviz_core.cam import CamResult, CamTarget, default_cam_layer
-from featviz_core.cam_methods import METHODS
+from featviz_core.cam import METHODS, CamResult, CamTarget, SanityResult, default_cam_layer
 from featviz_core.report import report_html
-from featviz_core.sanity import SanityResult
 
 from . import cache, jobs
 from .state import Selection

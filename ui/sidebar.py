@@ -5,8 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from featviz_core import FeatvizError, LayerInfo, LoadedModel, default_layer, list_layers
-from featviz_core.images import SUPPORTED_EXTENSIONS, describe_image, image_digest
-from featviz_core.samples import default_sample, list_samples, sample_bytes
+from featviz_core.images import (
+    SUPPORTED_EXTENSIONS,
+    default_sample,
+    describe_image,
+    image_digest,
+    list_samples,
+    sample_bytes,
+)
 
 from . import cache, model_picker
 from .errors import guard

@@ -9,10 +9,10 @@ from functools import lru_cache
 import streamlit as st
 
 from featviz_core import FeatvizError, LoadedModel
-from featviz_core.class_names import parse_class_names
 from featviz_core.images import image_digest
-from featviz_core.sources.timm_catalog import architectures as timm_architectures
-from featviz_core.sources.torchvision import classification_models
+from featviz_core.models import parse_class_names
+from featviz_core.models.sources import classification_models
+from featviz_core.models.sources.timm_catalog import architectures as timm_architectures
 
 from . import cache
 from .errors import guard, log

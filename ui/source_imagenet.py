@@ -14,16 +14,17 @@ from functools import lru_cache
 import streamlit as st
 
 from featviz_core import FeatvizError, LoadedModel
-from featviz_core.sources import download_timm_weights, timm_weights_cached
-from featviz_core.sources.download import ProgressCallback, offline
-from featviz_core.sources.timm_catalog import architectures as timm_architectures
-from featviz_core.sources.torchvision import (
+from featviz_core.models.sources import (
     architecture_info,
     classification_models,
+    download_timm_weights,
     download_weights,
     is_convolutional,
+    timm_weights_cached,
     weights_are_cached,
 )
+from featviz_core.models.sources.download import ProgressCallback, offline
+from featviz_core.models.sources.timm_catalog import architectures as timm_architectures
 
 from . import cache
 from .errors import guard

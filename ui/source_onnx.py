@@ -8,7 +8,7 @@ import streamlit as st
 from featviz_core import FeatvizError, LoadedModel
 from featviz_core.images import image_digest
 from featviz_core.models import NORMALIZATION_LABELS, NORMALIZATIONS
-from featviz_core.sources.onnx import MAX_SIDE, MIN_SIDE
+from featviz_core.models.sources.onnx import MAX_SIDE, MIN_SIDE
 
 from . import cache
 from .errors import log

@@ -3,7 +3,7 @@
 Plotly's JavaScript is fetched and started only when the page's first chart arrives: one to three
 seconds on a small machine (more on an old hospital PC), during which the chart's place would stay empty.
 On a session's first chart, :func:`still_until_drawn` puts the same maps there as a picture drawn by the
-server (:func:`featviz_core.figures_preview.heatmap_png`: the same colours, square pixels, at the chart's
+server (:func:`featviz_core.figures.preview.heatmap_png`: the same colours, square pixels, at the chart's
 height), and a style rule hides the picture as soon as the interactive chart has been drawn in the same
 box. Browsers without CSS ``:has()`` (Firefox before 121) hide it after 20 seconds instead; in the others it
 stays as long as Plotly cannot draw (a slow or failing network), so the maps are never lost.
@@ -16,7 +16,7 @@ import base64
 import plotly.graph_objects as go
 import streamlit as st
 
-from featviz_core.figures_preview import heatmap_png
+from featviz_core.figures.preview import heatmap_png
 
 __all__ = ["STILL_KEY", "still_until_drawn"]
 

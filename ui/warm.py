@@ -82,8 +82,7 @@ def _first_view(model: Any, demo: bool) -> None:
     import plotly.tools
 
     from featviz_core import default_layer, extract, figures, list_layers, stats
-    from featviz_core.images import load_image
-    from featviz_core.samples import default_sample, sample_bytes
+    from featviz_core.images import default_sample, load_image, sample_bytes
 
     list_layers(model)  # the dry run, remembered per model
     layer = default_layer(model)

@@ -15,7 +15,7 @@ import torch
 from torchvision import transforms as T
 
 from ..errors import ModelLoadError
-from ..models import LoadedModel, view_transform
+from ..models.loaded import LoadedModel, view_transform
 from .net import CLASSES, INPUT_SIZE, MEAN, STD, TinyVGG
 
 __all__ = ["DEMO_CLASSES", "DEMO_NAME", "WEIGHTS_PATH", "load_demo"]

@@ -8,7 +8,7 @@ Gaussian noise. Everything comes from the ``numpy.random.Generator`` passed in, 
 same pixels.
 
 ``python -m featviz_core.demo.shapes --write-samples`` regenerates the shipped sample images in
-``featviz_core/assets/samples/`` (CC0, see LICENSES.md there).
+``featviz_core/images/assets/samples/`` (CC0, see LICENSES.md there).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..images.samples import SAMPLES_DIR
 from .net import CLASSES
 
 __all__ = [
@@ -41,7 +42,7 @@ SAMPLE_SEED = 2024
 
 _SUPERSAMPLE = 4
 _MIN_COLOUR_DISTANCE = 110.0  # Euclidean, in 0..255 RGB, between the foreground and every background colour
-_SAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "samples"
+_SAMPLES_DIR = SAMPLES_DIR
 
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,257 @@
+"""Layer discovery: every module call of one forward pass, what its output is, and which ones are feature maps.
+
+:func:`list_layers` describes every module call of one dry run (remembered per model); a module that runs several
+times in one pass gives one entry per call: ``name``, ``name#2``... :func:`layer_info` finds one and says what
+to do when it is unknown or not a map; :func:`default_layer` picks an informative one; :func:`as_chw` turns a
+recorded output into (N, C, H, W).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import LayerError
+from ..models.loaded import LoadedModel
+from .hooks import Trace, call_name, parse_layer_name, trace_forward
+
+__all__ = [
+    "LayerInfo",
+    "as_chw",
+    "default_layer",
+    "layer_info",
+    "list_layers",
+    "spatial_layers",
+]
+
+
+def as_chw(tensor: torch.Tensor, info: LayerInfo) -> torch.Tensor:
+    """A recorded 4-D output of layer ``info`` as (N, C, H, W) (a view: channels-last outputs permuted)."""
+    return tensor.permute(0, 3, 1, 2) if info.channels_last else tensor
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One module call of a forward pass.
+
+    ``shape`` is the output shape without the batch dimension (None when the output is not a tensor or
+    the module did not run); for a feature map it is always (C, H, W). ``spatial`` is True for 4-D
+    outputs: those are the feature maps featviz can draw. ``channels_last`` is True when the module gives
+    them as (N, H, W, C) (ConvNeXt's and Swin's LayerNorm and MLP layers, NHWC graphs): :func:`as_chw`
+    turns a recorded output into (N, C, H, W). ``overwritten`` is True when a later in-place operation
+    changes this output during the same forward pass (so it must be copied when recorded).
+    """
+
+    name: str
+    module_name: str
+    type: str
+    shape: tuple[int, ...] | None
+    call: int
+    calls: int
+    params: int
+    depth: int
+    is_leaf: bool
+    spatial: bool
+    overwritten: bool
+    channels_last: bool = False
+
+    @property
+    def channels(self) -> int | None:
+        return self.shape[0] if self.spatial and self.shape else None
+
+    @property
+    def label(self) -> str:
+        """``"layer2.0.conv1 · Conv2d · 128×28×28"``."""
+        shape = "×".join(str(s) for s in self.shape) if self.shape else "no tensor output"
+        return f"{self.name} · {self.type} · {shape}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Discovery: one dry run per model, cached (a structural fact about the model, not a result)
+
+_LAYER_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[LayerInfo, ...], dict[str, LayerInfo]]] = (
+    weakref.WeakKeyDictionary()
+)
+_LAYER_CACHE_LOCK = threading.Lock()
+
+
+def _trace(model: LoadedModel, size: tuple[int, int]) -> Trace:
+    """One forward pass of zeros at ``size``, every module call seen."""
+    dummy = torch.zeros(1, model.input_channels, *size, device=model.device)
+    return trace_forward(model.module, dummy, lock=model.lock)
+
+
+def _fits_aspect(h: int, w: int, size: tuple[int, int]) -> bool:
+    """Could an (h, w) map be the input of ``size`` = (H, W) seen at some stride (within rounding)?"""
+    height, width = size
+    return abs(h * width - w * height) <= max(height, width) * max(1, min(h, w)) // 4 + max(h, w) // 4 + 1
+
+
+def _layout_guess(shape: tuple[int, ...], size: tuple[int, int]) -> bool | None:
+    """True: (H, W, C); False: (C, H, W); None: the shape alone cannot tell (e.g. 56×56×56)."""
+    a, b, c = shape
+    chw, hwc = _fits_aspect(b, c, size), _fits_aspect(a, b, size)
+    if chw and not hwc:
+        return False
+    if hwc and not chw:
+        return True
+    return None
+
+
+def _other_sizes(size: tuple[int, int]) -> list[tuple[int, int]]:
+    """Input sizes for the second dry run of :func:`_layouts`, cheapest first: half the size (a quarter of
+    the work: efficientnet_b7's 600 px pass is seconds on a small CPU) when that is still 64 px or more,
+    then 32 px more (for models that need their full size or more)."""
+    height, width = size
+    sizes = [(height // 2, width // 2)] if min(height, width) >= 128 else []
+    return [*sizes, (height + 32, width + 32)]
+
+
+def _layouts(model: LoadedModel, first: Trace) -> dict[tuple[str, int], bool]:
+    """Which 4-D outputs are channels-last. Decided from the shape and the input's aspect ratio; where
+    that cannot tell, from a second dry run at another input size (the dimensions that change with it are
+    the spatial ones; see :func:`_other_sizes`). Models that only take one size are read as (C, H, W),
+    PyTorch's convention."""
+    size = model.input_size
+    layouts: dict[tuple[str, int], bool] = {}
+    unsure = []
+    for key, (output, _version) in first.records.items():
+        if isinstance(output, torch.Tensor) and output.ndim == 4:
+            guess = _layout_guess(tuple(int(s) for s in output.shape[1:]), size)
+            layouts[key] = bool(guess)
+            if guess is None:
+                unsure.append(key)
+    if not unsure:
+        return layouts
+    second = None
+    for other in _other_sizes(size):
+        try:
+            second = _trace(model, other)
+            break
+        except Exception:  # noqa: BLE001 - this size does not run: try the next, else keep (C, H, W)
+            continue
+    if second is None:  # a fixed-size model: keep the (C, H, W) reading
+        return layouts
+    for key in unsure:
+        output = second.records.get(key, (None, None))[0]
+        before = first.records[key][0]
+        if isinstance(output, torch.Tensor) and output.ndim == 4:
+            changed = [int(x) != int(y) for x, y in zip(before.shape[1:], output.shape[1:], strict=True)]
+            layouts[key] = changed == [True, True, False]
+    return layouts
+
+
+def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
+    module = model.module
+    named = [(n, m) for n, m in module.named_modules() if n]
+    trace = _trace(model, model.input_size)
+    layouts = _layouts(model, trace)
+    infos: list[LayerInfo] = []
+    seen: set[tuple[str, int]] = set()
+    modules = dict(named)
+
+    def info(name: str, call: int) -> LayerInfo:
+        m = modules[name]
+        output, version = trace.records.get((name, call), (None, None))
+        is_tensor = isinstance(output, torch.Tensor)
+        shape = tuple(int(s) for s in output.shape[1:]) if is_tensor else None
+        channels_last = layouts.get((name, call), False)
+        if shape is not None and channels_last:
+            shape = (shape[2], shape[0], shape[1])
+        overwritten = bool(is_tensor and version is not None and output._version != version)
+        return LayerInfo(
+            name=call_name(name, call),
+            module_name=name,
+            type=type(m).__name__,
+            shape=shape,
+            call=call,
+            calls=trace.calls.get(name, 0),
+            params=sum(p.numel() for p in m.parameters()),
+            depth=name.count(".") + 1,
+            is_leaf=next(m.children(), None) is None,
+            spatial=bool(is_tensor and output.ndim == 4),
+            overwritten=overwritten,
+            channels_last=channels_last,
+        )
+
+    for key in trace.order:
+        if key not in seen:
+            seen.add(key)
+            infos.append(info(*key))
+    for name, _m in named:  # modules that never ran (e.g. auxiliary heads in eval mode)
+        if name not in trace.calls:
+            infos.append(info(name, 1))
+    return tuple(infos)
+
+
+def _layers(model: LoadedModel) -> tuple[tuple[LayerInfo, ...], dict[str, LayerInfo]]:
+    with _LAYER_CACHE_LOCK:
+        cached = _LAYER_CACHE.get(model.module)
+    if cached is None:
+        infos = _dry_run(model)
+        cached = (infos, {info.name: info for info in infos})
+        with _LAYER_CACHE_LOCK:
+            _LAYER_CACHE[model.module] = cached
+    return cached
+
+
+def list_layers(model: LoadedModel) -> list[LayerInfo]:
+    """Every module call of one forward pass, in execution order, then the modules that never ran.
+
+    Found by one dry run at the model's input size, done once per model and remembered.
+    """
+    return list(_layers(model)[0])
+
+
+def layer_info(model: LoadedModel, name: str, *, spatial: bool = True) -> LayerInfo:
+    """The :class:`LayerInfo` of ``name``; :class:`LayerError` (saying what to do) when it is unknown or,
+    with ``spatial=True``, when its output is not a (C, H, W) feature map."""
+    infos = _layers(model)[1]
+    found = infos.get(name)
+    if found is None:
+        module_name, call = parse_layer_name(name)
+        if call > 1 and module_name in infos:
+            calls = infos[module_name].calls
+            raise LayerError(
+                f"Layer '{module_name}' runs {calls} time(s) per forward pass in {model.name}, so "
+                f"'{name}' does not exist; choose one from list_layers(model)."
+            )
+        raise LayerError(
+            f"Layer '{name}' is not in {model.name}; choose one from list_layers(model)"
+            f" (for example '{default_layer(model)}')."
+        )
+    if spatial and not found.spatial:
+        what = "does not run" if found.shape is None and found.calls == 0 else (
+            f"gives an output of shape {found.shape}" if found.shape else "gives no single tensor"
+        )
+        raise LayerError(
+            f"Layer '{name}' of {model.name} {what}, not feature maps (channels × height × width); "
+            "choose a layer with spatial output from list_layers(model)."
+        )
+    return found
+
+
+_ACTIVATIONS = {
+    "ReLU", "ReLU6", "SiLU", "GELU", "Hardswish", "LeakyReLU", "ELU", "Mish", "PReLU", "Hardtanh",
+}
+
+
+def default_layer(model: LoadedModel) -> str:
+    """An informative mid-level layer: the middle activation (or conv) output with a spatial map."""
+    infos = [i for i in list_layers(model) if i.spatial]
+    if not infos:
+        raise LayerError(f"{model.name} has no layer that outputs feature maps (channels × height × width).")
+    for kinds in (_ACTIVATIONS, {"Conv2d"}):
+        candidates = [i for i in infos if i.type in kinds and i.is_leaf]
+        if len(candidates) >= 2:
+            return candidates[(len(candidates) - 1) // 2].name
+    return infos[(len(infos) - 1) // 2].name
+
+
+def spatial_layers(model: LoadedModel) -> list[LayerInfo]:
+    """The layers whose output is a (C, H, W) feature map: the ones featviz can draw."""
+    return [i for i in list_layers(model) if i.spatial]

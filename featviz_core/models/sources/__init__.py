@@ -1,0 +1,47 @@
+"""Model sources: each turns something a user has into a :class:`~featviz_core.models.loaded.LoadedModel`.
+
+| source        | function                 | what it takes                                                        |
+|---------------|--------------------------|----------------------------------------------------------------------|
+| torchvision   | :func:`load_torchvision` | an architecture name, pretrained weights from download.pytorch.org   |
+| timm          | :func:`load_timm`        | an architecture or weight tag, pretrained weights from Hugging Face  |
+| checkpoint    | :func:`load_checkpoint`  | a state dict / training checkpoint / safetensors file's bytes        |
+| onnx          | :func:`load_onnx`        | an ONNX file's bytes (PyTorch, Keras/tf2onnx, Paddle exports)        |
+| code          | :func:`load_from_code`   | ``package.module:factory`` (command line of a local run only)        |
+| demo          | :func:`~featviz_core.demo.load_demo` | nothing: the bundled offline model                       |
+
+Nothing downstream asks which source a model came from; ``LoadedModel.source`` says it for display.
+"""
+
+from .checkpoint import load_checkpoint
+from .code import load_from_code
+from .onnx import OnnxInfo, inspect_onnx, load_onnx
+from .spec import load_spec
+from .timm import download_timm_weights, load_timm, timm_weights_cached
+from .torchvision import (
+    architecture_info,
+    classification_models,
+    download_weights,
+    is_convolutional,
+    load_torchvision,
+    weights_are_cached,
+    weights_cache_path,
+)
+
+__all__ = [
+    "OnnxInfo",
+    "architecture_info",
+    "classification_models",
+    "download_timm_weights",
+    "download_weights",
+    "inspect_onnx",
+    "is_convolutional",
+    "load_checkpoint",
+    "load_from_code",
+    "load_onnx",
+    "load_spec",
+    "load_timm",
+    "load_torchvision",
+    "timm_weights_cached",
+    "weights_are_cached",
+    "weights_cache_path",
+]
