@@ -21,6 +21,7 @@ from tests.conftest import no_exception, plotly_figures
 from ui import jobs
 
 core = importlib.import_module("featviz_core.visualize.optimize")  # the module (the package's name is the function)
+package = importlib.import_module("featviz_core.visualize")
 
 PAGE = "pages/responds_to.py"
 FAST = {"viz_size": 64, "viz_steps": 64}
@@ -62,7 +63,9 @@ class Gate:
 @pytest.fixture
 def gate(monkeypatch) -> Iterator[Gate]:
     gate = Gate()
-    monkeypatch.setattr(core, "visualize", gate.wrap(core.visualize))
+    gated = gate.wrap(core.visualize)
+    monkeypatch.setattr(core, "visualize", gated)  # what visualize_channels calls
+    monkeypatch.setattr(package, "visualize", gated)  # what the page calls
     _forget_jobs()
     yield gate
     gate.open()
