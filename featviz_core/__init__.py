@@ -14,6 +14,7 @@ concern: ``images``, ``models`` (with ``models.sources``), ``layers``, ``cam``, 
 """
 
 from . import cam
+from .attention import AttentionResult, attention
 from .cam import (
     CAM_METHODS,
     CamResult,
@@ -66,6 +67,7 @@ __all__ = [
     "NORMALIZATIONS",
     "SUPPORTED_EXTENSIONS",
     "ActivationRecorder",
+    "AttentionResult",
     "CamError",
     "CamResult",
     "CamTarget",
@@ -86,6 +88,7 @@ __all__ = [
     "VisualizeError",
     "SanityResult",
     "architecture_info",
+    "attention",
     "classification_models",
     "cam",
     "default_cam_layer",

@@ -58,3 +58,13 @@ def not_a_model() -> str:
 
 
 NEEDS_BIG_INPUT = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 298 * 298, 2))
+
+
+def build_vit() -> tuple[nn.Module, Preprocessing]:
+    """A small timm vision transformer with seeded random weights (3 heads, 12 blocks, 14×14 patches)."""
+    import timm
+
+    torch.manual_seed(0)
+    module = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5)
+    return module, Preprocessing(input_size=(224, 224), normalization="imagenet",
+                                 categories=["cat", "dog", "bird", "fish", "frog"])

@@ -30,6 +30,8 @@ from featviz_core import (
     load_timm,
     load_torchvision,
 )
+from featviz_core.attention import AttentionResult
+from featviz_core.attention import attention as compute_attention
 from featviz_core.cam import CamResult, CamTarget, SanityResult, sanity_check
 from featviz_core.cam import cam as compute_cam
 from featviz_core.demo import load_demo
@@ -224,3 +226,12 @@ def sanity(
     """The sanity check of a map already computed (``_original``): only the randomised copy's map is new."""
     _count_forward(f"sanity-{method}", model_key, digest, (layer,))
     return sanity_check(_model, _image, layer, class_index, method, seed=seed, target=_target, original=_original)
+
+
+@st.cache_data(max_entries=EXTRACTION_ENTRIES, max_size=EXTRACTION_BYTES, show_spinner=False)
+def attention(
+    digest: str, model_key: str, block: str, method: str, _model: LoadedModel, _image: Image.Image
+) -> AttentionResult:
+    """A transformer's attention maps at ``block`` (``method`` "cls" or "rollout"), cached like extractions."""
+    _count_forward(f"attention-{method}", model_key, digest, (block,))
+    return compute_attention(_model, _image, block, method=method)  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ PAGES = (
     ("pages/feature_maps.py", "Feature maps", ":material/grid_view:"),
     ("pages/responds_to.py", "What it responds to", ":material/palette:"),
     ("pages/where_it_looks.py", "Where it looks", ":material/visibility:"),
+    ("pages/attention.py", "Attention", ":material/center_focus_strong:"),
     ("pages/exemplars.py", "Exemplars", ":material/photo_library:"),
     ("pages/compare.py", "Compare", ":material/compare:"),
     ("pages/filters.py", "Filters", ":material/blur_on:"),

@@ -19,7 +19,7 @@ PAGE_KEYS = (
     "channel", "order", "scale", "cmap", "grid_page", "opacity", "cam_layer", "cam_class", "cam_opacity",
     "compare_source", "compare_sample", "filter_layer", "filter_input", "detail_channel_input",
     "cam_method", "cam_output", "cam_channel", "report_include_image",
-    "viz_channel", "viz_objective", "viz_size", "viz_steps", "viz_seed",
+    "viz_channel", "viz_objective", "viz_size", "viz_steps", "viz_seed", "attn_block", "attn_method", "attn_opacity",
 )
 
 # Query parameters of a shareable link, and the session keys they restore.

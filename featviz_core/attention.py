@@ -1,0 +1,216 @@
+"""What a vision transformer's attention does: the class token's attention to every patch, per head, and attention
+rollout across blocks (Abnar & Zuidema, 2020, "Quantifying Attention Flow in Transformers").
+
+The weights are the ones the model computes: timm's attention modules normally use PyTorch's fused
+``scaled_dot_product_attention``, which never materialises them, so for one forward pass each attention module runs
+its own non-fused path (``fused_attn = False``, the same arithmetic: ``softmax(q kᵀ · scale)``) and a
+:class:`~featviz_core.layers.hooks.Tap` keeps the probabilities where the module hands them to its ``attn_drop``
+(an identity in eval mode). The flags are restored in ``finally``, under the model's lock.
+
+What these maps do not prove: attention says where a token reads from, not what the model's decision depends on
+(Jain & Wallace, 2019); the class token's attention in the last block can be diffuse while the decision is sharp,
+and rollout assumes that the residual path and the heads mix linearly. Read them beside a CAM and its sanity check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .errors import LayerError
+from .layers.hooks import ActivationRecorder, Tap
+from .models.loaded import LoadedModel
+
+__all__ = ["AttentionResult", "AttentionSetup", "attention", "attention_blocks"]
+
+Method = Literal["cls", "rollout"]
+
+
+@dataclass(frozen=True)
+class AttentionSetup:
+    """Where a model's global token attention is: its attention modules in order, the patch grid for its input
+    size and the tokens before the patches (``prefix``: class, distillation, register tokens, by name)."""
+
+    blocks: tuple[str, ...]
+    grid: tuple[int, int]
+    prefix: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionResult:
+    """Attention maps on the patch grid.
+
+    ``maps`` float32 (heads, H, W): for ``method="cls"`` the class token's attention to every patch at ``block``,
+    one map per head (or the one head asked for, see ``heads``); for ``"rollout"`` one map, the attention flow from
+    the input's patches to the class token through every block up to ``block``. ``prefix_share`` (heads,) is the
+    part of the class token's attention that goes to the prefix tokens (itself, distillation and register tokens)
+    rather than to patches; ``registers`` (R, H, W) the head-averaged attention of each register token to the
+    patches (None without registers). Every map sums, over the grid, to the attention its token pays to patches.
+    """
+
+    method: Method
+    block: str
+    blocks: tuple[str, ...]
+    heads: tuple[int, ...]
+    grid: tuple[int, int]
+    prefix: tuple[str, ...]
+    maps: np.ndarray
+    prefix_share: np.ndarray
+    registers: np.ndarray | None
+
+    @property
+    def mean(self) -> np.ndarray:
+        """(H, W): the maps averaged over heads."""
+        return self.maps.mean(axis=0)
+
+
+def _attention_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """timm's attention modules that can run their non-fused path: ``fused_attn`` flag and an ``attn_drop`` child."""
+    return [
+        (name, m) for name, m in module.named_modules()
+        if hasattr(m, "fused_attn") and isinstance(getattr(m, "attn_drop", None), nn.Module)
+    ]
+
+
+def _prefix_names(module: nn.Module) -> tuple[str, ...] | None:
+    """The names of the tokens before the patches, in timm's order (class, distillation, registers)."""
+    count = getattr(module, "num_prefix_tokens", None)
+    if count is None:
+        return None
+    names = []
+    if getattr(module, "cls_token", None) is not None:
+        names.append("class token")
+    if getattr(module, "dist_token", None) is not None:
+        names.append("distillation token")
+    registers = int(getattr(module, "num_reg_tokens", 0) or 0)
+    names += [f"register {i + 1}" for i in range(registers)]
+    return tuple(names) if len(names) == int(count) else None
+
+
+def attention_blocks(model: LoadedModel) -> AttentionSetup | None:
+    """The model's global attention, or None when it has none featviz can read (a CNN; Swin's and MaxViT's
+    windowed attention, which has no class token; a model run outside PyTorch)."""
+    module = model.module
+    patch_embed = getattr(module, "patch_embed", None)
+    prefix = _prefix_names(module)
+    if patch_embed is None or not prefix or "class token" not in prefix:
+        return None
+    blocks = tuple(name for name, _ in _attention_modules(module))
+    if not blocks:
+        return None
+    patch = getattr(patch_embed, "patch_size", None)
+    if patch is None:
+        return None
+    ph, pw = (patch, patch) if isinstance(patch, int) else (int(patch[0]), int(patch[1]))
+    height, width = model.input_size
+    return AttentionSetup(blocks=blocks, grid=(height // ph, width // pw), prefix=prefix)
+
+
+@contextmanager
+def _unfused(modules: list[nn.Module]) -> Iterator[None]:
+    """Each attention module on its non-fused path for the ``with`` block; its flag restored after."""
+    flags = [m.fused_attn for m in modules]
+    try:
+        for m in modules:
+            m.fused_attn = False
+        yield
+    finally:
+        for m, flag in zip(modules, flags, strict=True):
+            m.fused_attn = flag
+
+
+def _weights(model: LoadedModel, image: Image.Image, blocks: tuple[str, ...]) -> list[torch.Tensor]:
+    """Each block's attention probabilities (heads, T, T) for ``image``, float64 on the CPU."""
+    modules = dict(model.module.named_modules())
+    taps = [Tap(f"{name}.attn_drop", clone=False) for name in blocks]
+    tensor = model.preprocess(image).to(model.device)
+    with (
+        ActivationRecorder(model.module, taps=taps, lock=model.lock) as recorder,
+        _unfused([modules[name] for name in blocks]),
+        torch.inference_mode(),
+    ):
+        model.module(tensor)
+    kept = [recorder.outputs.get(tap.layer) for tap in taps]
+    if any(k is None or k.ndim != 4 or k.shape[-1] != k.shape[-2] for k in kept):
+        raise LayerError(
+            f"{model.name} did not show its attention weights for this image; attention maps need a timm vision "
+            "transformer (ViT, DeiT, EVA, DINOv2, CLIP towers)."
+        )
+    return [k[0].to("cpu", torch.float64) for k in kept if k is not None]
+
+
+def _rollout(weights: list[torch.Tensor]) -> torch.Tensor:
+    """Attention rollout: per block the head-averaged attention plus the identity (the residual path),
+    rows renormalised, multiplied from the first block on. (T, T)."""
+    size = weights[0].shape[-1]
+    eye = torch.eye(size, dtype=torch.float64)
+    flow = eye
+    for w in weights:
+        step = w.mean(dim=0) + eye
+        step = step / step.sum(dim=-1, keepdim=True)
+        flow = step @ flow
+    return flow
+
+
+def attention(
+    model: LoadedModel,
+    image: Image.Image,
+    block: str | None = None,
+    *,
+    method: Method = "cls",
+    head: int | None = None,
+) -> AttentionResult:
+    """The attention maps of ``model`` for ``image`` at ``block`` (a name from ``attention_blocks(model).blocks``;
+    default: the last block): the class token's attention per head (``method="cls"``; ``head`` picks one) or the
+    rollout through every block up to ``block``. LayerError saying what to do for a model without global token
+    attention, an unknown block or head."""
+    setup = attention_blocks(model)
+    if setup is None:
+        raise LayerError(
+            f"{model.name} has no attention from a class token to image patches; attention maps are for vision "
+            "transformers (ViT, DeiT, EVA, DINOv2, CLIP towers). Use Where it looks for a CAM instead."
+        )
+    if method not in ("cls", "rollout"):
+        raise LayerError(f"Attention method '{method}' is unknown; choose 'cls' or 'rollout'.")
+    name = setup.blocks[-1] if block is None else block
+    if name not in setup.blocks:
+        raise LayerError(f"'{name}' is not an attention block of {model.name}; choose one of {setup.blocks[0]} … "
+                         f"{setup.blocks[-1]}.")
+    upto = setup.blocks[: setup.blocks.index(name) + 1]
+    weights = _weights(model, image, upto if method == "rollout" else (name,))
+    last = weights[-1]
+    heads_count = int(last.shape[0])
+    if head is not None and not 0 <= head < heads_count:
+        raise LayerError(f"{model.name} has {heads_count} attention heads (0 to {heads_count - 1}); head {head} "
+                         "does not exist.")
+    n_prefix = len(setup.prefix)
+    h, w = setup.grid
+    if int(last.shape[-1]) != n_prefix + h * w:
+        raise LayerError(
+            f"{model.name} attends over {int(last.shape[-1])} tokens, not {n_prefix} + {h}×{w} patches; featviz "
+            "cannot place them on the image."
+        )
+    if method == "rollout":
+        maps = _rollout(weights)[0, n_prefix:].reshape(1, h, w)
+        heads: tuple[int, ...] = ()
+    else:
+        chosen = range(heads_count) if head is None else [head]
+        heads = tuple(chosen)
+        maps = last[list(chosen), 0, n_prefix:].reshape(len(heads), h, w)
+    share = last[:, 0, :n_prefix].sum(dim=-1)
+    registers = [i for i, token in enumerate(setup.prefix) if token.startswith("register")]
+    register_maps = (
+        last.mean(dim=0)[registers, n_prefix:].reshape(len(registers), h, w).numpy().astype(np.float32)
+        if registers else None
+    )
+    return AttentionResult(
+        method=method, block=name, blocks=setup.blocks, heads=heads, grid=setup.grid, prefix=setup.prefix,
+        maps=maps.numpy().astype(np.float32), prefix_share=share.numpy().astype(np.float32), registers=register_maps,
+    )
