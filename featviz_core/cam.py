@@ -46,7 +46,7 @@ from torch import nn
 
 from .cam_targets import CamError, CamTarget, target_scores
 from .errors import FeatvizError, LayerError
-from .extract import probabilities_from_output
+from .extract import class_scores, probabilities_from_output
 from .hooks import ActivationRecorder, LayerInfo, as_chw, layer_info, list_layers, parse_layer_name
 from .models import LoadedModel
 
@@ -328,7 +328,9 @@ class CamMethod:
             )
         classes = int(probabilities.shape[0])
         if class_index is None:
-            index = int(torch.argmax(output[0]).item())
+            scores = class_scores(output)
+            assert scores is not None  # probabilities came from them
+            index = int(torch.argmax(scores[0]).item())
         else:
             index = _check_class(class_index, classes)
         return CamTarget(channel=index), probabilities
