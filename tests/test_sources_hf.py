@@ -303,6 +303,22 @@ def test_auto_map_of_a_library_model_type_is_ignored(saved, no_remote_code) -> N
     assert type(model.transform).__module__ == "featviz_core.sources.hf_preprocess"
 
 
+def test_config_keys_that_could_fetch_code_are_dropped(saved, no_remote_code, no_network, monkeypatch) -> None:
+    """CVE-2026-4372: ``_attn_implementation_internal`` naming a hub kernel made transformers < 5.3 run its code."""
+    from transformers.integrations import hub_kernels
+
+    def refuse(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("featviz loaded a hub kernel")
+
+    monkeypatch.setattr(hub_kernels, "get_kernel", refuse, raising=False)
+    config = json.loads((saved["vit"] / "config.json").read_text())
+    config.update(_attn_implementation_internal="evil/flash-kernel", _attn_implementation="evil/flash-kernel",
+                  trust_remote_code=True)
+    files = {p.name: p.read_bytes() for p in saved["vit"].iterdir()} | {"config.json": json.dumps(config).encode()}
+    model = load_hf(zip_bytes(files))
+    assert model.module.config._attn_implementation == "eager"
+
+
 def test_a_model_type_that_needs_its_own_code_is_refused(saved, no_remote_code) -> None:
     config = json.loads((saved["vit"] / "config.json").read_text())
     config.update(model_type="evil-net", architectures=["EvilNet"], auto_map={"AutoModel": "evil.EvilNet"})

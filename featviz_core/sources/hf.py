@@ -89,7 +89,7 @@ def _load_zip(data: bytes, filename: str | None) -> LoadedModel:
 
 
 def _config(folder: str) -> Any:
-    """The config from config.json, built by the library's class for its model type (``auto_map`` ignored)."""
+    """The config from config.json, built by the library's class for its model type (see :func:`_public`)."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     values = read_json(os.path.join(folder, "config.json"), "config.json")
@@ -100,8 +100,18 @@ def _config(folder: str) -> Any:
             f"This model's type ({str(model_type or 'none given')[:60]}) is not one the installed transformers "
             f"knows{own}; featviz shows the library's own image models (ViT, DeiT, Swin, ConvNeXT, DINOv2 ...)."
         )
-    values.pop("auto_map", None)
-    return CONFIG_MAPPING[model_type].from_dict(values)
+    return CONFIG_MAPPING[model_type].from_dict(_public(values))
+
+
+def _public(values: Any) -> Any:
+    """A config without what could make the library fetch or run code: ``auto_map``, ``trust_remote_code``
+    and private keys (``_attn_implementation_internal`` named a hub kernel in CVE-2026-4372), at any depth."""
+    if isinstance(values, dict):
+        return {k: _public(v) for k, v in values.items()
+                if not (isinstance(k, str) and (k.startswith("_") or k in ("auto_map", "trust_remote_code")))}
+    if isinstance(values, list):
+        return [_public(v) for v in values]
+    return values
 
 
 def _model_class(config: Any) -> tuple[Any, bool]:
