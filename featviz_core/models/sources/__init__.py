@@ -6,6 +6,7 @@
 | timm          | :func:`load_timm`        | an architecture or weight tag, pretrained weights from Hugging Face  |
 | checkpoint    | :func:`load_checkpoint`  | a state dict / training checkpoint / safetensors file's bytes        |
 | onnx          | :func:`load_onnx`        | an ONNX file's bytes (PyTorch, Keras/tf2onnx, Paddle exports)        |
+| hf            | :func:`load_hf`          | a transformers image model: a hub id, or a zip of its saved folder   |
 | code          | :func:`load_from_code`   | ``package.module:factory`` (command line of a local run only)        |
 | demo          | :func:`~featviz_core.demo.load_demo` | nothing: the bundled offline model                       |
 
@@ -14,6 +15,7 @@ Nothing downstream asks which source a model came from; ``LoadedModel.source`` s
 
 from .checkpoint import load_checkpoint
 from .code import load_from_code
+from .hf import download_hf, hf_cached, load_hf
 from .onnx import OnnxInfo, inspect_onnx, load_onnx
 from .spec import load_spec
 from .timm import download_timm_weights, load_timm, timm_weights_cached
@@ -32,11 +34,14 @@ __all__ = [
     "architecture_info",
     "classification_models",
     "download_timm_weights",
+    "download_hf",
     "download_weights",
+    "hf_cached",
     "inspect_onnx",
     "is_convolutional",
     "load_checkpoint",
     "load_from_code",
+    "load_hf",
     "load_onnx",
     "load_spec",
     "load_timm",

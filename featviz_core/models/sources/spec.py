@@ -1,15 +1,17 @@
 """One string for any model, for the command line (``featviz exemplars --model ...``, ``featviz run``).
 
-=============================  ==============================================================
-``demo``                       the bundled offline demo model
-``resnet18``, ``tv:resnet18``  a torchvision architecture with its pretrained weights
-``tv:resnet18:random``         the same with seeded random weights
-``timm:resnet50.a1_in1k``      a timm architecture (with a weight tag) and its pretrained weights
-``timm:resnet50d:random``      a timm architecture with seeded random weights
-``path/to/weights.pth``        a checkpoint or ``.safetensors`` file (architecture detected)
-``path/to/model.onnx``         an ONNX file
-``package.module:factory``     your own model class (``--weights`` and ``--classes`` apply)
-=============================  ==============================================================
+==================================  ==============================================================
+``demo``                            the bundled offline demo model
+``resnet18``, ``tv:resnet18``       a torchvision architecture with its pretrained weights
+``tv:resnet18:random``              the same with seeded random weights
+``timm:resnet50.a1_in1k``           a timm architecture (with a weight tag) and its pretrained weights
+``timm:resnet50d:random``           a timm architecture with seeded random weights
+``hf:google/vit-base-patch16-224``  a Hugging Face transformers image model (``@revision`` may follow)
+``path/to/folder.zip``              a zip of a transformers ``save_pretrained`` folder
+``path/to/weights.pth``             a checkpoint or ``.safetensors`` file (architecture detected)
+``path/to/model.onnx``              an ONNX file
+``package.module:factory``          your own model class (``--weights`` and ``--classes`` apply)
+==================================  ==============================================================
 """
 
 from __future__ import annotations
@@ -52,11 +54,21 @@ def load_spec(
 
         return load_onnx(path.read_bytes(), path.name, input_size=input_size,
                          normalization=normalization or "imagenet", categories=categories)
+    if lower.endswith(".zip"):
+        if not path.is_file():
+            raise ModelLoadError(f"There is no zip file {text}.")
+        from .hf import load_hf
+
+        return load_hf(path.read_bytes(), filename=path.name)
     if lower.endswith(_WEIGHT_SUFFIXES) and path.is_file():
         from .checkpoint import load_checkpoint
 
         return load_checkpoint(path.read_bytes(), categories=categories, filename=path.name)
     library, _, rest = text.partition(":")
+    if library == "hf":
+        from .hf import load_hf
+
+        return load_hf(rest, progress=progress)
     if library in ("timm", "tv", "torchvision"):
         name, _, flag = rest.partition(":")
         pretrained = flag != "random"
@@ -78,6 +90,6 @@ def load_spec(
     if text in classification_models():
         return load_torchvision(text, progress=progress)
     raise ModelLoadError(
-        f"'{spec}' is not a model featviz knows: give demo, a torchvision name (resnet18), timm:NAME, a "
-        ".pth/.safetensors/.onnx file, or package.module:factory."
+        f"'{spec}' is not a model featviz knows: give demo, a torchvision name (resnet18), timm:NAME, hf:ORG/NAME, "
+        "a .pth/.safetensors/.onnx file, a .zip of a transformers model folder, or package.module:factory."
     )
