@@ -7,13 +7,14 @@
 | checkpoint    | :func:`load_checkpoint`  | a state dict / training checkpoint / safetensors file's bytes        |
 | onnx          | :func:`load_onnx`        | an ONNX file's bytes (PyTorch, Keras/tf2onnx, Paddle exports)        |
 | code          | :func:`load_from_code`   | ``package.module:factory`` (command line of a local run only)        |
+|               | :func:`load_module`      | an ``nn.Module`` in memory (``featviz.show(model)`` in a notebook)   |
 | demo          | :func:`~featviz_core.demo.load_demo` | nothing: the bundled offline model                       |
 
 Nothing downstream asks which source a model came from; ``LoadedModel.source`` says it for display.
 """
 
 from .checkpoint import load_checkpoint
-from .code import load_from_code
+from .code import load_from_code, load_module
 from .onnx import OnnxInfo, inspect_onnx, load_onnx
 from .spec import load_spec
 from .timm import download_timm_weights, load_timm, timm_weights_cached
@@ -37,6 +38,7 @@ __all__ = [
     "is_convolutional",
     "load_checkpoint",
     "load_from_code",
+    "load_module",
     "load_onnx",
     "load_spec",
     "load_timm",
