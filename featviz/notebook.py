@@ -87,7 +87,13 @@ class _Server:
         if self._wanted_port is not None:
             flags["server.port"] = self._wanted_port
         config._main_script_path = str(script)  # what `streamlit run` sets: the app's .streamlit/ counts
-        bootstrap.load_config_options(flag_options=flags)
+        quiet = logging.getLogger("streamlit.config")  # after a stop(), Streamlit would say "restart streamlit"
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            bootstrap.load_config_options(flag_options=flags)
+        finally:
+            quiet.setLevel(level)
         self._thread = threading.Thread(target=self._main, args=(str(script),), name="featviz-server", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -257,7 +263,8 @@ def show(
     machine only). ``open_browser``: open the app in the default browser. ``inline``: in Jupyter, show the app
     in the cell's output too (``height`` pixels high).
 
-    A server already running in this process keeps running and shows the new model (same address). Raises
+    A server already running in this process keeps running and shows the new model (same address); maps are
+    cached per call, so after more training call ``show(model)`` again to see the new weights. Raises
     ``featviz_core.ModelLoadError`` with one sentence when the model cannot run, and OSError when ``port`` is
     taken.
     """

@@ -32,7 +32,7 @@ from featviz.notebook import Handle
 from featviz_core import ModelLoadError, default_layer, extract, load_image
 from featviz_core.images import default_sample, sample_bytes
 from featviz_core.models.sources import load_module
-from tests.appserver import ROOT, browser_marks, chromium, free_port
+from tests.appserver import NO_CHROMIUM, ROOT, chromium, chromium_path, free_port
 from tests.conftest import decode_array, no_exception, plotly_figures
 from tests.custom_models import NOTHING_FITS, LeNet5
 
@@ -52,7 +52,7 @@ TINY_NET = textwrap.dedent('''
             return self.head(self.stem(x).mean((2, 3)))
 ''')
 CLASSES = ["cat", "dog", "fox"]
-DEADLINE = 90.0  # seconds for one step of a child process (importing torch and Streamlit on two busy cores)
+DEADLINE = 120.0  # seconds for one step of a child process (importing torch and Streamlit on two busy cores)
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -158,8 +158,16 @@ SCRIPT = TINY_NET + textwrap.dedent('''
         sys.stdin.readline()  # the test says when to go on
 
     port = int(sys.argv[1])
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as blocker:  # a port something else listens on
+        try:
+            featviz.show(TinyNet(), port=blocker.getsockname()[1])
+            taken = ""
+        except OSError as exc:
+            taken = str(exc)
     handle = featviz.show(TinyNet(), classes=["cat", "dog", "fox"], port=port)
-    say(url=handle.url, name=handle.model.name, provenance=handle.model.provenance, classes=handle.model.categories)
+    say(url=handle.url, name=handle.model.name, provenance=handle.model.provenance, classes=handle.model.categories,
+        taken=taken)
     again = featviz.show(TinyNet(), port=port)
     say(url=again.url, same_server=again.running and handle.running, key_changed=again.model.key != handle.model.key)
     handle.stop()
@@ -218,6 +226,7 @@ def test_show_from_a_script_serves_its_own_class_replaces_it_and_stops(script: t
     first = child.step()
     assert first["url"] == f"http://localhost:{port}/" and first["name"] == "TinyNet"
     assert first["classes"] == CLASSES and first["provenance"].startswith("your model TinyNet from Python")
+    assert re.fullmatch(r"Port \d+ on 127\.0\.0\.1 is taken; choose another port.*", first["taken"])
     assert _health(first["url"]) == 200
     with urllib.request.urlopen(first["url"], timeout=10) as page:  # noqa: S310 - loopback
         assert b"<div id=\"root\">" in page.read()
@@ -283,10 +292,8 @@ def _serving(body: str) -> Iterator[str]:
 
 
 @pytest.mark.browser
+@pytest.mark.skipif(chromium_path() is None, reason=NO_CHROMIUM)
 def test_show_from_a_jupyter_kernel_draws_the_models_maps_in_chromium(tmp_path: Path) -> None:
-    for mark in browser_marks():
-        if mark.name == "skipif" and mark.args[0]:
-            pytest.skip(mark.kwargs["reason"])
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     from tests.test_browser import MOSAIC, header_caption, mosaic, new_context, no_traceback, settle, tiles_of
