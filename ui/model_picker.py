@@ -18,9 +18,9 @@ IMAGENET, CHECKPOINT, ONNX, CODE, DEMO = "ImageNet model", "Your checkpoint", "O
 
 
 def kinds() -> tuple[str, ...]:
-    """The sources on offer; "Your code" only when the server was started with --model."""
+    """The sources on offer; "Your code" only when the server was started with --model or by featviz.show."""
     base = (IMAGENET, CHECKPOINT, ONNX, DEMO)
-    return (CODE, *base) if source_code.available() else base
+    return (CODE, *base) if source_code.offered() else base
 
 
 def first_view_defaults() -> str | None:
@@ -32,10 +32,10 @@ def first_view_defaults() -> str | None:
         return None
     if "model_kind" in state:  # chosen before the first run (tests, or a session restored)
         return None
-    code = source_code.available()
+    code = source_code.label()
     if code is not None:
         state["model_kind"] = CODE
-        return f"Showing your model {code.model}, as given on the command line."
+        return f"Showing your model {code}."
     cached = source_imagenet.weights_are_cached(source_imagenet.DEFAULT_ARCH)
     if cached or source_imagenet.auto_download():
         state["model_kind"] = IMAGENET
@@ -59,7 +59,7 @@ def apply_model_spec(spec: str) -> None:
         state["model_kind"] = CHECKPOINT
     elif parts[0] == "onnx":
         state["model_kind"] = ONNX
-    elif parts[0] == "code" and source_code.available():
+    elif parts[0] == "code" and source_code.offered():
         state["model_kind"] = CODE
 
 

@@ -8,13 +8,14 @@
 | onnx          | :func:`load_onnx`        | an ONNX file's bytes (PyTorch, Keras/tf2onnx, Paddle exports)        |
 | hf            | :func:`load_hf`          | a transformers image model: a hub id, or a zip of its saved folder   |
 | code          | :func:`load_from_code`   | ``package.module:factory`` (command line of a local run only)        |
+|               | :func:`load_module`      | an ``nn.Module`` in memory (``featviz.show(model)`` in a notebook)   |
 | demo          | :func:`~featviz_core.demo.load_demo` | nothing: the bundled offline model                       |
 
 Nothing downstream asks which source a model came from; ``LoadedModel.source`` says it for display.
 """
 
 from .checkpoint import load_checkpoint
-from .code import load_from_code
+from .code import load_from_code, load_module
 from .hf import download_hf, hf_cached, load_hf
 from .onnx import OnnxInfo, inspect_onnx, load_onnx
 from .spec import load_spec
@@ -42,6 +43,7 @@ __all__ = [
     "load_checkpoint",
     "load_from_code",
     "load_hf",
+    "load_module",
     "load_onnx",
     "load_spec",
     "load_timm",
