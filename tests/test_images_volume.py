@@ -1,4 +1,4 @@
-"""Tests for the volume and clip loaders: featviz_core.images_volume (+ _dicom, images_video, images_phantom).
+"""Tests for the volume and clip loaders: featviz_core.images (volume_load, nifti, dicom_series, dicom_frames, video, phantom).
 
 Every file is built in memory with known values at known places (tests/volume_builders.py).
 """
@@ -15,18 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from featviz_core import images_video, images_volume
-from featviz_core.errors import ImageLoadError
-from featviz_core.images_phantom import PHANTOM_SHAPE, PHANTOM_SPACING, phantom_nifti_bytes, phantom_volume
-from featviz_core.images_volume import (
-    WINDOW_PRESETS,
-    SeriesChoiceError,
-    Volume,
-    apply_window,
-    list_series,
-    load_volume,
-    reduction_factors,
-)
+from featviz_core.errors import ImageLoadError, SeriesChoiceError
+from featviz_core.images import WINDOW_PRESETS, Volume, apply_window, list_series, load_volume
+from featviz_core.images import video as images_video
+from featviz_core.images import volume as images_volume
+from featviz_core.images.phantom import PHANTOM_SHAPE, PHANTOM_SPACING, phantom_nifti_bytes, phantom_volume
+from featviz_core.images.volume import reduction_factors
 from tests.volume_builders import SAGITTAL, ct_slice, enhanced_ct, nifti, us_cine, video, zip_of
 
 

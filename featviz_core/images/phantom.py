@@ -3,7 +3,7 @@
 :func:`phantom_volume` builds it (the same values every time: the noise is seeded), :func:`phantom_nifti_bytes`
 writes it as a ``.nii.gz`` file so the app can offer it as a sample to download or to load like an upload.
 Values are Hounsfield units on the usual scale: air -1000, lung -800, fat -100, soft tissue 40, liver 60,
-bone 700. The array is RAS+ ``(z, y, x)`` like every :class:`~featviz_core.images_volume.Volume`:
+bone 700. The array is RAS+ ``(z, y, x)`` like every :class:`~featviz_core.images.volume.Volume`:
 
 - an elliptic body (fat rim, soft tissue inside) the full height of the scan;
 - two lungs (ellipsoids) in the upper half, one holding a 6 mm nodule, and the heart (a sphere) between
@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .images_volume import WINDOW_PRESETS, Volume, describe_volume
+from .volume import WINDOW_PRESETS, Volume, describe_volume
 
 __all__ = ["PHANTOM_FILENAME", "PHANTOM_SHAPE", "PHANTOM_SPACING", "phantom_nifti_bytes", "phantom_volume"]
 
@@ -79,7 +79,7 @@ def _phantom_hu() -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def phantom_volume() -> Volume:
-    """The phantom as a CT :class:`~featviz_core.images_volume.Volume` in HU (read-only, built once)."""
+    """The phantom as a CT :class:`~featviz_core.images.volume.Volume` in HU (read-only, built once)."""
     array = _phantom_hu().astype(np.float32)
     return Volume(
         array=array,

@@ -1,4 +1,6 @@
-"""DICOM -> :class:`~featviz_core.images_volume.Volume`: a series of slices in a zip, or one multi-frame file.
+"""DICOM -> :class:`~featviz_core.images.volume.Volume`: one multi-frame file here, and what a series of slices
+in a zip shares with it (reading a slice's header, ordering and assembling slices); the zip itself is read by
+:mod:`.dicom_series`.
 
 A series is ordered by ImagePositionPatient projected on the slice normal (the cross product of the two
 ImageOrientationPatient direction cosines), never by file name or InstanceNumber; the slice spacing is the
@@ -10,35 +12,36 @@ skipped and counted; slices of different sizes or directions, or two slices at o
 A multi-frame file becomes a volume when its frames carry positions (enhanced CT/MR: per-frame functional
 groups), and a clip otherwise when it is a cine (ultrasound, angiography, or a FrameTime/CineRate): its frame
 rate comes from CineRate or FrameTime. Zips are read in memory, member by member, within the limits of
-:mod:`featviz_core.images_volume`; pixels are decoded one slice at a time into the (possibly reduced) result.
+:mod:`featviz_core.images.volume`; pixels are decoded one slice at a time into the (possibly reduced) result.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import zipfile
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from . import images_volume as vol
-from .errors import ImageLoadError
-from .images_video import clip_shrink, clip_volume
-from .images_volume import SeriesChoiceError, SeriesInfo, Volume
+from ..errors import ImageLoadError
+from . import volume as vol
+from .video import clip_shrink, clip_volume
+from .volume import Volume
 
-__all__ = ["list_zip_series", "load_dicom_file", "load_dicom_zip"]
+__all__ = [
+    "DEFLATED_UID", "NO_EXTENSION_OR_DICOM", "DicomSlice", "assemble", "decode_slice", "load_dicom_file", "read_header",
+    "refused",
+]
 
-_DEFLATED_UID = b"1.2.840.10008.1.2.1.99"
+DEFLATED_UID = b"1.2.840.10008.1.2.1.99"
 _CINE_MODALITIES = frozenset({"US", "IVUS", "XA", "RF", "ES", "XC", "GM"})
-_NO_EXTENSION_OR_DICOM = ("", "dcm", "dicom", "ima")
+NO_EXTENSION_OR_DICOM = ("", "dcm", "dicom", "ima")
 
 
 @dataclass(frozen=True)
-class _Slice:
+class DicomSlice:
     """One slice's header: enough to group, order and check a series before any pixel is decoded."""
 
     member: str
@@ -65,123 +68,8 @@ class _Slice:
 # --------------------------------------------------------------------------------------------------
 
 
-def _refused(name: str, why: str, then: str) -> ImageLoadError:
+def refused(name: str, why: str, then: str) -> ImageLoadError:
     return ImageLoadError(f"Could not open {name} because {why}: {then}.")
-
-
-def _zip_damaged(name: str) -> ImageLoadError:
-    return _refused(name, "the zip file is damaged", "zip the folder again")
-
-
-# --------------------------------------------------------------------------------------------------
-# Zip files
-# --------------------------------------------------------------------------------------------------
-
-
-def list_zip_series(data: bytes, name: str) -> list[SeriesInfo]:
-    """The series of a DICOM zip, largest first."""
-    archive, members = _open_zip(data, name)
-    slices, _ = _scan(archive, members, name)
-    return [info for info, _ in _series(slices)]
-
-
-def load_dicom_zip(data: bytes, name: str, series: str | None) -> Volume:
-    """Load one series (the only one, or the one named by ``series``) from a zip of DICOM files."""
-    archive, members = _open_zip(data, name)
-    slices, ignored = _scan(archive, members, name)
-    if not slices:
-        others = f"{ignored} other file{'s' if ignored != 1 else ''}"
-        raise _refused(
-            name, f"the zip holds no DICOM images ({others})", "zip the folder of DICOM files itself"
-        )
-    info, chosen = _choose(_series(slices), series, name)
-    notes = [f"{ignored} other file{'s' if ignored != 1 else ''} ignored" if ignored else None]
-    if len(chosen) == 1 and chosen[0].frames > 1:
-        return load_dicom_file(_read_member(archive, archive.getinfo(chosen[0].member), name), name, notes)
-
-    def read(piece: _Slice) -> np.ndarray:
-        return _decode(_read_member(archive, archive.getinfo(piece.member), name), piece, name, None)
-
-    return _assemble(chosen, read, name, info.description, notes)
-
-
-def _open_zip(data: bytes, name: str) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = [info for info in archive.infolist() if not info.is_dir()]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, NotImplementedError):
-        raise _zip_damaged(name) from None
-    if (
-        len(members) > vol.MAX_ZIP_MEMBERS
-        or sum(info.file_size for info in members) > vol.MAX_UNCOMPRESSED_BYTES
-    ):
-        raise ImageLoadError(vol.too_large_message(name))
-    if len({info.filename for info in members}) < len(members):  # slices are found again by their names
-        raise _refused(name, "the zip holds two files with the same name", "zip the folder again")
-    return archive, members
-
-
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
-    """One member's bytes, in memory; never more than its declared size (which the totals bound)."""
-    if info.flag_bits & 0x1:
-        raise _refused(name, "the zip is protected by a password", "zip the files again without a password")
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise _refused(
-            name, "the zip uses a compression method featviz does not read", "zip it with the usual method"
-        )
-    try:
-        with archive.open(info) as member:
-            return member.read(info.file_size)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError):
-        raise _zip_damaged(name) from None
-
-
-def _scan(
-    archive: zipfile.ZipFile, members: Sequence[zipfile.ZipInfo], name: str
-) -> tuple[list[_Slice], int]:
-    """Read every member's header; return the image slices and how many members were not DICOM images."""
-    slices: list[_Slice] = []
-    ignored = 0
-    for info in members:
-        blob = _read_member(archive, info, name)
-        base = info.filename.rsplit("/", 1)[-1]
-        extension = base.rpartition(".")[2].lower() if "." in base else ""
-        header = _header(blob, name, force=extension in _NO_EXTENSION_OR_DICOM)
-        if header is None:
-            ignored += 1
-        else:
-            slices.append(replace(header, member=info.filename))
-    return slices, ignored
-
-
-def _series(slices: Sequence[_Slice]) -> list[tuple[SeriesInfo, list[_Slice]]]:
-    groups: dict[str, list[_Slice]] = {}
-    for piece in slices:
-        groups.setdefault(piece.series_uid, []).append(piece)
-    found = [
-        (SeriesInfo(uid, group[0].description, group[0].modality, sum(p.frames for p in group)), group)
-        for uid, group in groups.items()
-    ]
-    return sorted(found, key=lambda item: (-item[0].slices, item[0].description))
-
-
-def _choose(
-    found: list[tuple[SeriesInfo, list[_Slice]]], series: str | None, name: str
-) -> tuple[SeriesInfo, list[_Slice]]:
-    infos = [info for info, _ in found]
-    listing = "; ".join(f"'{info.description or info.uid}' ({info.label})" for info in infos[:8])
-    if series is None:
-        if len(found) == 1:
-            return found[0]
-        raise SeriesChoiceError(
-            f"{name} holds {len(found)} series: {listing}. Choose one of them to open.", infos
-        )
-    wanted = series.strip()
-    by_uid = [item for item in found if item[0].uid == wanted]
-    by_text = [item for item in found if item[0].description.strip().lower() == wanted.lower()]
-    if by_uid or len(by_text) == 1:
-        return (by_uid or by_text)[0]
-    raise SeriesChoiceError(f"{name} has no single series called '{wanted}': choose one of {listing}.", infos)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,15 +77,15 @@ def _choose(
 # --------------------------------------------------------------------------------------------------
 
 
-def _header(blob: bytes, name: str, *, force: bool) -> _Slice | None:
+def read_header(blob: bytes, name: str, *, force: bool) -> DicomSlice | None:
     """A DICOM image's header, or None for anything else (documents, DICOMDIR, notes, thumbnails)."""
     import pydicom
 
     preamble = blob[128:132] == b"DICM"
     if not preamble and not force:
         return None
-    if _DEFLATED_UID in blob[:4096]:
-        raise _refused(
+    if DEFLATED_UID in blob[:4096]:
+        raise refused(
             name, "it holds deflate-compressed DICOM files", "export the scan as uncompressed DICOM"
         )
     try:
@@ -207,7 +95,7 @@ def _header(blob: bytes, name: str, *, force: bool) -> _Slice | None:
         return None  # not a DICOM image after all: counted as an ignored file
 
 
-def _slice_header(ds: Any, frame: int, groups: tuple[Any, Any] | None = None) -> _Slice:
+def _slice_header(ds: Any, frame: int, groups: tuple[Any, Any] | None = None) -> DicomSlice:
     """Read one frame's geometry and rescale, from the per-frame/shared functional groups or the top level."""
 
     def find(sequence: str, keyword: str) -> Any:
@@ -235,7 +123,7 @@ def _slice_header(ds: Any, frame: int, groups: tuple[Any, Any] | None = None) ->
     center = number(find("FrameVOILUTSequence", "WindowCenter"))
     width = number(find("FrameVOILUTSequence", "WindowWidth"))
     instance = number(ds.get("InstanceNumber"))
-    return _Slice(
+    return DicomSlice(
         member="",
         frame=frame,
         series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
@@ -265,17 +153,17 @@ def load_dicom_file(data: bytes, name: str, notes: Sequence[str | None] = ()) ->
     """One DICOM file: its frames as a volume (positions known, or not a cine) or as a clip (a cine)."""
     import pydicom
 
-    header = _header(data, name, force=True)
+    header = read_header(data, name, force=True)
     if header is None:
-        raise _refused(
+        raise refused(
             name, "it is not a DICOM image", "choose a DICOM image, a zip of DICOM slices or a NIfTI file"
         )
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=data[128:132] != b"DICM")
     except Exception:
-        raise _refused(name, "it is damaged or incomplete", "export the scan again") from None
+        raise refused(name, "it is damaged or incomplete", "export the scan again") from None
     if "PixelData" not in ds:
-        raise _refused(name, "this DICOM file contains no picture", "choose a DICOM image")
+        raise refused(name, "this DICOM file contains no picture", "choose a DICOM image")
     try:
         shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
         per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
@@ -284,7 +172,7 @@ def load_dicom_file(data: bytes, name: str, notes: Sequence[str | None] = ()) ->
             for i in range(header.frames)
         ]
     except Exception:
-        raise _refused(name, "its frame descriptions are damaged", "export the scan again") from None
+        raise refused(name, "its frame descriptions are damaged", "export the scan again") from None
     positioned = header.frames > 1 and all(f.position and f.orientation for f in frames)
     cine = any(keyword in ds for keyword in ("CineRate", "FrameTime", "FrameTimeVector"))
     if header.samples >= 3 or (
@@ -292,13 +180,13 @@ def load_dicom_file(data: bytes, name: str, notes: Sequence[str | None] = ()) ->
     ):
         return _clip(ds, frames, name, notes)
 
-    def read(piece: _Slice) -> np.ndarray:
-        return _decode(ds, piece, name, piece.frame if header.frames > 1 else None)
+    def read(piece: DicomSlice) -> np.ndarray:
+        return decode_slice(ds, piece, name, piece.frame if header.frames > 1 else None)
 
-    return _assemble(frames, read, name, header.description, notes)
+    return assemble(frames, read, name, header.description, notes)
 
 
-def _clip(ds: Any, frames: Sequence[_Slice], name: str, notes: Sequence[str | None]) -> Volume:
+def _clip(ds: Any, frames: Sequence[DicomSlice], name: str, notes: Sequence[str | None]) -> Volume:
     """A cine: frames sampled evenly down to the most a clip keeps, shrunk in-plane to the memory limit."""
     first = frames[0]
     _check_frame_size(first, name)
@@ -307,7 +195,7 @@ def _clip(ds: Any, frames: Sequence[_Slice], name: str, notes: Sequence[str | No
     kept = [
         vol.block_mean(picture, (shrink, shrink, 1)[: picture.ndim])
         for picture in (
-            _decode(ds, frames[i], name, i if len(frames) > 1 else None)
+            decode_slice(ds, frames[i], name, i if len(frames) > 1 else None)
             for i in range(0, len(frames), stride)
         )
     ]
@@ -349,9 +237,9 @@ def _frame_rate(ds: Any) -> float | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _assemble(
-    slices: Sequence[_Slice],
-    read: Callable[[_Slice], np.ndarray],
+def assemble(
+    slices: Sequence[DicomSlice],
+    read: Callable[[DicomSlice], np.ndarray],
     name: str,
     description: str,
     notes: Sequence[str | None],
@@ -391,30 +279,30 @@ def _assemble(
     )
 
 
-def _check_frame_size(first: _Slice, name: str) -> None:
+def _check_frame_size(first: DicomSlice, name: str) -> None:
     if first.rows * first.columns > vol.MAX_FRAME_PIXELS or min(first.rows, first.columns) < 1:
         size = f"{first.columns}×{first.rows} pixels (featviz reads up to {vol.MAX_FRAME_PIXELS:,})"
-        raise _refused(name, f"its slices are {size}", "export the scan at a lower resolution")
+        raise refused(name, f"its slices are {size}", "export the scan at a lower resolution")
 
 
-def _check_alike(slices: Sequence[_Slice], name: str) -> None:
+def _check_alike(slices: Sequence[DicomSlice], name: str) -> None:
     """Refuse a stack that mixes sizes, colour, or directions (checked before any pixel is decoded)."""
     sizes = sorted({(s.columns, s.rows) for s in slices})
     if len(sizes) > 1:
         shown = " and ".join(f"{w}×{h}" for w, h in sizes[:3])
         why = f"the series mixes slices of different sizes ({shown})"
-        raise _refused(name, why, "export each stack as its own series")
+        raise refused(name, why, "export each stack as its own series")
     if slices[0].samples != 1:
-        raise _refused(name, "the series holds colour pictures, not a greyscale scan", "open them as images")
+        raise refused(name, "the series holds colour pictures, not a greyscale scan", "open them as images")
     directions = {s.orientation for s in slices}
     if len(directions) > 1 and (
         None in directions or np.ptp(np.array(list(directions)), axis=0).max() > 1e-3
     ):
         why = "the series mixes slices cut in different directions (often a scout or localizer image)"
-        raise _refused(name, why, "export only the stack you want to see")
+        raise refused(name, why, "export only the stack you want to see")
 
 
-def _order(slices: Sequence[_Slice], name: str) -> tuple[list[_Slice], float, str | None]:
+def _order(slices: Sequence[DicomSlice], name: str) -> tuple[list[DicomSlice], float, str | None]:
     """Order slices along the slice normal; return them, the slice spacing and a note when something was odd."""
     first = slices[0]
     fallback = first.thickness if first.thickness and first.thickness > 0 else 1.0
@@ -434,7 +322,7 @@ def _order(slices: Sequence[_Slice], name: str) -> tuple[list[_Slice], float, st
         return ordered, fallback, None
     gaps = np.diff(depth[order])
     if gaps.min() < 1e-3:
-        raise _refused(
+        raise refused(
             name,
             "the series has several slices at the same position (often several time points or echoes in one series)",
             "export a single time point or echo",
@@ -446,7 +334,7 @@ def _order(slices: Sequence[_Slice], name: str) -> tuple[list[_Slice], float, st
     return ordered, spacing, note
 
 
-def _decode(source: Any, piece: _Slice, name: str, frame: int | None) -> np.ndarray:
+def decode_slice(source: Any, piece: DicomSlice, name: str, frame: int | None) -> np.ndarray:
     """One slice's pixels as float32, rescaled (HU for CT); ``source`` is the file's bytes or its data set."""
     import pydicom
     from pydicom.pixels import pixel_array
@@ -462,12 +350,12 @@ def _decode(source: Any, piece: _Slice, name: str, frame: int | None) -> np.ndar
         raise
     except Exception:
         why = "its pixels could not be decoded (damaged, or compressed in a way featviz does not read)"
-        raise _refused(name, why, "export the scan as uncompressed DICOM") from None
+        raise refused(name, why, "export the scan as uncompressed DICOM") from None
     if (
         pixels.shape[:2] != (piece.rows, piece.columns)
         or pixels.size != piece.rows * piece.columns * piece.samples
     ):
-        raise _refused(name, "it is damaged or incomplete", "export the scan again")
+        raise refused(name, "it is damaged or incomplete", "export the scan again")
     values = pixels.astype(np.float32)
     if piece.slope != 1 or piece.intercept != 0:
         values *= np.float32(piece.slope)

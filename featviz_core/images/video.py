@@ -1,4 +1,4 @@
-"""Clips: video bytes (mp4, mov, webm, mkv, avi) -> a colour clip :class:`~featviz_core.images_volume.Volume`,
+"""Clips: video bytes (mp4, mov, webm, mkv, avi) -> a colour clip :class:`~featviz_core.images.volume.Volume`,
 and the clip assembly (frame sampling, shrinking, description) that DICOM cine files share.
 
 PyAV (the FFmpeg bindings, package ``av``) decodes the first video stream from memory. The container is
@@ -6,9 +6,9 @@ recognised by its first bytes and handed to FFmpeg by name (``mov``, ``matroska`
 never guesses a playlist or concat format that could open other files or URLs, and any attempt to open a
 second resource is refused. Frames become RGB ``(3, D, H, W)`` float32 in 0..255.
 
-Bounds: at most :data:`~featviz_core.images_volume.MAX_CLIP_FRAMES` frames are kept, evenly spaced (every
+Bounds: at most :data:`~featviz_core.images.volume.MAX_CLIP_FRAMES` frames are kept, evenly spaced (every
 k-th frame; k doubles while decoding when the container did not say how many frames it holds), frames are
-shrunk so the clip fits :data:`~featviz_core.images_volume.MAX_VOXELS`, and decoding stops after
+shrunk so the clip fits :data:`~featviz_core.images.volume.MAX_VOXELS`, and decoding stops after
 :data:`MAX_DECODED_FRAMES` frames. ``description`` says what was kept.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from . import images_volume as vol
-from .errors import ImageLoadError
-from .images_volume import Volume
+from ..errors import ImageLoadError
+from . import volume as vol
+from .volume import Volume
 
 __all__ = ["MAX_DECODED_FRAMES", "VIDEO_EXTENSIONS", "clip_shrink", "clip_volume", "is_video", "load_video"]
 

@@ -17,23 +17,21 @@ Orientation, the same for every format so a page never asks where a volume came 
 
 Memory is bounded: a volume whose float32 array would exceed :data:`MAX_VOXELS` is reduced (block means,
 in-plane first, towards isotropic voxels) while it is read, and a clip keeps at most :data:`MAX_CLIP_FRAMES`
-evenly spaced frames; ``description`` says so. DICOM lives in :mod:`featviz_core.images_volume_dicom`,
-video in :mod:`featviz_core.images_video`; the helpers they share are public names here.
+evenly spaced frames; ``description`` says so. The readers are
+:mod:`.volume_load` (the door), :mod:`.nifti`, :mod:`.dicom_series` and :mod:`.dicom_frames` (DICOM),
+:mod:`.video`; the helpers they share are public names here.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
-
-from .errors import ImageLoadError
 
 __all__ = [
     "MAX_CLIP_FRAMES",
@@ -44,13 +42,17 @@ __all__ = [
     "PLANES",
     "VOLUME_EXTENSIONS",
     "WINDOW_PRESETS",
-    "SeriesChoiceError",
     "SeriesInfo",
     "Volume",
     "apply_window",
     "auto_window",
-    "list_series",
-    "load_volume",
+    "ACCEPTED",
+    "block_mean",
+    "describe_volume",
+    "display_name",
+    "reduction_factors",
+    "reduction_note",
+    "too_large_message",
 ]
 
 MAX_VOXELS: int = 32 * 1024 * 1024
@@ -81,8 +83,7 @@ WINDOW_PRESETS: Mapping[str, tuple[float, float]] = MappingProxyType(
 
 Plane = Literal["axial", "coronal", "sagittal"]
 _MAX_NAME_CHARS = 80
-_SLAB_VALUES = 1 << 22  # values read and reduced at a time
-_ACCEPTED = "NIfTI (.nii, .nii.gz), a zip of DICOM slices, a multi-frame DICOM file, or a video (.mp4, .mov, .webm, .avi)"
+ACCEPTED = "NIfTI (.nii, .nii.gz), a zip of DICOM slices, a multi-frame DICOM file, or a video (.mp4, .mov, .webm, .avi)"
 _log = logging.getLogger(__name__)
 
 
@@ -160,14 +161,6 @@ class SeriesInfo:
     def label(self) -> str:
         words = [self.modality or "DICOM", self.description or "series without a description"]
         return " · ".join([*words, f"{self.slices} slice{'s' if self.slices != 1 else ''}"])
-
-
-class SeriesChoiceError(ImageLoadError):
-    """A zip holds several series and none was chosen: ``series`` lists them (pass one's uid as ``series=``)."""
-
-    def __init__(self, message: str, series: Sequence[SeriesInfo]) -> None:
-        super().__init__(message)
-        self.series: tuple[SeriesInfo, ...] = tuple(series)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -279,186 +272,6 @@ def too_large_message(name: str) -> str:
         f"{MAX_UNCOMPRESSED_BYTES // 2**20} MB or {MAX_ZIP_MEMBERS} files): send a smaller part of the scan, "
         "for example one series."
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# The door
-# --------------------------------------------------------------------------------------------------
-
-
-def load_volume(data: bytes, filename: str | None = None, *, series: str | None = None) -> Volume:
-    """Read a volume or a clip from ``data`` (kept in memory); ``filename`` helps to recognise it.
-
-    ``series`` picks one series of a DICOM zip by its SeriesInstanceUID or exact description; a zip that
-    holds several series without it raises :class:`SeriesChoiceError` listing them.
-    """
-    name = display_name(filename)
-    data = bytes(data)
-    try:
-        return _dispatch(data, filename or "", name, series)
-    except ImageLoadError:
-        raise
-    except MemoryError:
-        raise ImageLoadError(
-            f"Could not open {name} because this computer ran out of memory while reading it: "
-            "close other work, or send a smaller scan."
-        ) from None
-    except Exception:
-        _log.warning("unexpected failure while reading a volume", exc_info=True)
-        raise ImageLoadError(
-            f"Could not read {name}: the file is damaged or of a kind featviz does not support. "
-            f"featviz opens {_ACCEPTED}."
-        ) from None
-
-
-def list_series(data: bytes) -> list[SeriesInfo]:
-    """The DICOM series in a zip, largest first: what a page offers before calling :func:`load_volume`."""
-    from .images_volume_dicom import list_zip_series
-
-    return list_zip_series(bytes(data), "the zip file")
-
-
-def _dispatch(data: bytes, filename: str, name: str, series: str | None) -> Volume:
-    lower = filename.lower()
-    if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        from .images_volume_dicom import load_dicom_zip
-
-        return load_dicom_zip(data, name, series)
-    if data[:2] == b"\x1f\x8b" or _nifti_version(data):
-        return _load_nifti(data, name)
-    if data[128:132] == b"DICM" or lower.endswith(".dcm"):
-        from .images_volume_dicom import load_dicom_file
-
-        return load_dicom_file(data, name)
-    from .images_video import is_video, load_video
-
-    if is_video(data, filename):
-        return load_video(data, name)
-    hint = " (a .hdr/.img pair: save it as a single .nii file)" if lower.endswith((".hdr", ".img")) else ""
-    raise ImageLoadError(f"Could not open {name}{hint}: featviz opens {_ACCEPTED}.")
-
-
-# --------------------------------------------------------------------------------------------------
-# NIfTI
-# --------------------------------------------------------------------------------------------------
-
-
-def _nifti_version(data: bytes | bytearray) -> int:
-    """1 or 2 for a single-file NIfTI header (either byte order), else 0."""
-    for order in ("little", "big"):
-        size = int.from_bytes(data[:4], order) if len(data) >= 4 else 0
-        if size == 348 and data[344:348] == b"n+1\x00":
-            return 1
-        if size == 540 and data[4:8] == b"n+2\x00":
-            return 2
-    return 0
-
-
-def _gunzip(data: bytes, name: str) -> bytearray:
-    """Unpack gzip ``data`` in chunks, refusing more than :data:`MAX_UNCOMPRESSED_BYTES` (no second copy)."""
-    inflater = zlib.decompressobj(wbits=31)
-    out, pending = bytearray(), data
-    try:
-        while not inflater.eof:
-            part = inflater.decompress(pending, 1 << 24)
-            if not part and not inflater.unconsumed_tail and not inflater.eof:
-                raise ImageLoadError(_damaged_nifti(name))  # the stream ends before its end marker
-            if len(out) + len(part) > MAX_UNCOMPRESSED_BYTES:
-                raise ImageLoadError(too_large_message(name))
-            out += part
-            pending = inflater.unconsumed_tail
-    except zlib.error:
-        raise ImageLoadError(_damaged_nifti(name)) from None
-    return out
-
-
-def _damaged_nifti(name: str) -> str:
-    return (
-        f"Could not read {name} because the NIfTI file is damaged or incomplete: "
-        "export it again as .nii or .nii.gz."
-    )
-
-
-def _load_nifti(data: bytes, name: str) -> Volume:
-    try:
-        import nibabel as nib
-    except ImportError:
-        raise ImageLoadError(
-            f"Could not open {name} because NIfTI support (nibabel) is not installed."
-        ) from None
-    if data[:2] == b"\x1f\x8b":
-        data = _gunzip(data, name)
-    version = _nifti_version(data)
-    if not version:
-        raise ImageLoadError(
-            f"Could not open {name}: its content is not a NIfTI image. featviz opens {_ACCEPTED}."
-        )
-    try:
-        image = (nib.Nifti2Image if version == 2 else nib.Nifti1Image).from_bytes(data)
-        shape = tuple(int(n) for n in image.shape)
-        dtype = image.get_data_dtype()
-        affine = np.asarray(image.affine, dtype=np.float64)
-    except Exception:
-        raise ImageLoadError(_damaged_nifti(name)) from None
-    if len(shape) < 3 or dtype.kind not in "biuf" or dtype.fields:
-        raise ImageLoadError(
-            f"Could not open {name} because it is not a 3-D greyscale scan (shape {shape}, {dtype}): "
-            "open a flat picture as an image instead."
-        )
-    if min(shape) < 1 or math.prod(shape[:3]) * dtype.itemsize > len(data):
-        raise ImageLoadError(_damaged_nifti(name))
-    if shape[0] * shape[1] > MAX_FRAME_PIXELS:
-        raise ImageLoadError(
-            f"Could not open {name} because its slices are {shape[0]}×{shape[1]} voxels (featviz reads up to "
-            f"{MAX_FRAME_PIXELS:,} per slice): save the scan at a lower resolution."
-        )
-    extra = (0,) * (len(shape) - 3)
-    notes: list[str | None] = [f"first of {math.prod(shape[3:])} volumes"] if math.prod(shape[3:]) > 1 else []
-
-    ornt = nib.orientations.io_orientation(affine)
-    if np.isnan(ornt).any():  # a degenerate affine: keep the stored axes and say so
-        zooms = [abs(float(z)) for z in image.header.get_zooms()[:3]]
-        affine = np.diag([*(z if math.isfinite(z) and z > 0 else 1.0 for z in zooms), 1.0])
-        ornt = nib.orientations.io_orientation(affine)
-        notes.append("the file's orientation is broken, so the axes are shown as stored")
-    out_axis = [2 - int(ornt[i, 0]) for i in range(3)]  # RAS axis -> (z, y, x) position
-    zooms = [float(z) for z in image.header.get_zooms()[:3]]
-    out_shape, out_zooms = [0, 0, 0], [1.0, 1.0, 1.0]
-    for i in range(3):
-        out_shape[out_axis[i]], out_zooms[out_axis[i]] = shape[i], zooms[i]
-    out_factors = reduction_factors(out_shape, out_zooms)
-    factors = [out_factors[out_axis[i]] for i in range(3)]
-    try:
-        reduced = _read_reduced(image.dataobj, shape[:3], factors, extra)
-    except (ValueError, OSError, EOFError, OverflowError):
-        raise ImageLoadError(_damaged_nifti(name)) from None
-    step = np.diag([*factors, 1]).astype(np.float64)
-    step[:3, 3] = [(f - 1) / 2 for f in factors]
-    canonical = nib.as_closest_canonical(nib.Nifti1Image(reduced, affine @ step))
-    array = np.ascontiguousarray(np.asarray(canonical.dataobj, dtype=np.float32).transpose(2, 1, 0))
-    spacing = tuple(float(z) for z in canonical.header.get_zooms()[:3][::-1])
-    notes.append(reduction_note(out_factors))
-    return Volume(
-        array=array,
-        spacing=(spacing[0], spacing[1], spacing[2]),
-        kind="volume",
-        modality=None,
-        window=auto_window(array),
-        description=describe_volume("NIfTI", array.shape, spacing, notes),
-    )
-
-
-def _read_reduced(
-    proxy: object, shape: Sequence[int], factors: Sequence[int], extra: tuple[int, ...]
-) -> np.ndarray:
-    """Read a NIfTI array in slabs along its last axis (contiguous on disk), reducing each slab on the way."""
-    out = np.empty([math.ceil(n / f) for n, f in zip(shape, factors, strict=True)], dtype=np.float32)
-    step = factors[2] * max(1, _SLAB_VALUES // max(1, shape[0] * shape[1] * factors[2]))
-    for start in range(0, shape[2], step):
-        slab = np.asarray(proxy[(slice(None), slice(None), slice(start, start + step), *extra)])  # type: ignore[index]
-        reduced = block_mean(slab, factors)
-        out[:, :, start // factors[2] : start // factors[2] + reduced.shape[2]] = reduced
-    return out
 
 
 def _plane_axis(plane: str) -> int:
