@@ -36,7 +36,7 @@ class _Block3d(nn.Sequential):
 class TinyVGG3D(nn.Module):
     """A small 3-D classifier for 1×32×32×32 volumes."""
 
-    def __init__(self, num_classes: int = len(VOLUME_CLASSES), widths: tuple[int, int, int] = (8, 16, 32)) -> None:
+    def __init__(self, num_classes: int = len(VOLUME_CLASSES), widths: tuple[int, int, int] = (6, 12, 24)) -> None:
         super().__init__()
         w1, w2, w3 = widths
         self.block1 = _Block3d(1, w1)
