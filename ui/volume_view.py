@@ -142,14 +142,17 @@ def _planes(volume_key: str, volume: Volume, window: tuple[float, float]) -> Non
         )
         with column:
             st.plotly_chart(fig, width="stretch", key=f"volume_chart_{plane}", config={"displaylogo": False})
-            st.slider(f"{TITLES[plane]} slice", 0, max(count - 1, 0), key=SLICE_KEYS[plane],
-                      disabled=count < 2, help=TOWARDS[plane])
+            if count > 1:
+                st.slider(f"{TITLES[plane]} slice", 0, count - 1, key=SLICE_KEYS[plane], help=TOWARDS[plane])
+            else:
+                st.caption(f"One {plane} slice only")
 
 
 def _clip(volume_key: str, volume: Volume, window: tuple[float, float] | None) -> None:
     count = volume.shape3d[0]
-    index = st.slider("Frame", 0, max(count - 1, 0), key=FRAME_KEY, disabled=count < 2,
-                      help="Which frame of the clip is shown large.")
+    index = 0
+    if count > 1:
+        index = st.slider("Frame", 0, count - 1, key=FRAME_KEY, help="Which frame of the clip is shown large.")
     seconds = f" · {index / volume.fps:.2f} s" if volume.fps else ""
     title = f"Frame {index} of 0–{count - 1}{seconds}"
     picture = volume.slice("axial", index)
