@@ -66,7 +66,8 @@ def test_crosshair_lines_and_side_letters_are_drawn_on_the_picture() -> None:
     indices = {"axial": 1, "coronal": 4, "sagittal": 2}
     fig = plane_figure(volume.slice("axial", 1), volume.slice_spacing("axial"), plane="axial", index=1,
                        crosshair=cut_lines(volume, "axial", indices), sides=ORIENTATION["axial"])
-    horizontal, vertical = fig.layout.shapes
+    frame, horizontal, vertical = fig.layout.shapes
+    assert frame.type == "rect" and frame.xref == "x domain"
     assert horizontal.y0 == horizontal.y1 == 6 - 1 - 4 and (horizontal.x0, horizontal.x1) == (-0.5, 6.5)
     assert vertical.x0 == vertical.x1 == 7 - 1 - 2
     assert horizontal.line.color != vertical.line.color  # the coronal and the sagittal plane's colours

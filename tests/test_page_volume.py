@@ -50,7 +50,7 @@ def test_a_slider_changes_its_slice_and_the_crosshair_elsewhere(make_app) -> Non
     figs = {f["data"][0]["name"]: f for f in plotly_figures(at)}
     assert np.array_equal(decode_array(figs["axial"]["data"][0]["z"]), volume.slice("axial", 10))
     assert np.array_equal(decode_array(figs["coronal"]["data"][0]["z"]), volume.slice("coronal", 48))
-    horizontal = figs["coronal"]["layout"]["shapes"][0]  # where the axial plane cuts the coronal one
+    horizontal = figs["coronal"]["layout"]["shapes"][1]  # where the axial plane cuts the coronal one
     assert horizontal["y0"] == horizontal["y1"] == volume.shape3d[0] - 1 - 10
 
 

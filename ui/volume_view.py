@@ -137,7 +137,7 @@ def _planes(volume_key: str, volume: Volume, window: tuple[float, float]) -> Non
         fig = figures.plane_figure(
             volume.slice(plane, index), volume.slice_spacing(plane), plane=plane, index=index, window=window,
             units=volume.units, crosshair=figures.cut_lines(volume, plane, indices) if crosshair else None,
-            sides=figures.ORIENTATION[plane], title=f"{TITLES[plane]} · slice {index} of 0–{count - 1}",
+            sides=figures.ORIENTATION[plane], title=f"{TITLES[plane]} · slice {index} (0–{count - 1})",
             height=HEIGHT,
         )
         with column:
@@ -154,7 +154,7 @@ def _clip(volume_key: str, volume: Volume, window: tuple[float, float] | None) -
     if count > 1:
         index = st.slider("Frame", 0, count - 1, key=FRAME_KEY, help="Which frame of the clip is shown large.")
     seconds = f" · {index / volume.fps:.2f} s" if volume.fps else ""
-    title = f"Frame {index} of 0–{count - 1}{seconds}"
+    title = f"Frame {index} (0–{count - 1}){seconds}"
     picture = volume.slice("axial", index)
     if volume.channels == 3:
         fig = figures.frame_figure(picture, index=index, title=title)

@@ -104,12 +104,16 @@ def _plane_axes(rows: int, columns: int, aspect: float, frame: str | None) -> di
     """Layout of a picture: row 0 on top, ``aspect`` = row spacing / column spacing, no ticks, a coloured frame.
     (One layout dict: Plotly's ``update_*axes`` calls cost more than the rest of the figure.)"""
     common: dict[str, Any] = {"showticklabels": False, "showgrid": False, "zeroline": False, "ticks": "",
-                              "constrain": "domain", "showline": frame is not None, "mirror": True,
-                              "linewidth": 3, **({"linecolor": frame} if frame else {})}
-    return {
+                              "constrain": "domain", "showline": False}
+    layout: dict[str, Any] = {
         "xaxis": {**common, "range": [-0.5, columns - 0.5]},
         "yaxis": {**common, "range": [rows - 0.5, -0.5], "scaleanchor": "x", "scaleratio": aspect},
+        "shapes": [],
     }
+    if frame is not None:  # a rectangle on the axes' domain: the picture's own edges once its proportions are kept
+        layout["shapes"].append({"type": "rect", "xref": "x domain", "yref": "y domain", "x0": 0, "x1": 1, "y0": 0,
+                                 "y1": 1, "line": {"color": frame, "width": 3}, "layer": "above"})
+    return layout
 
 
 def _side_letters(sides: tuple[str, str, str, str]) -> list[dict[str, Any]]:
@@ -177,7 +181,7 @@ def plane_figure(
     layout = _plane_axes(rows, columns, row_mm / column_mm, PLANE_COLOURS.get(plane))
     if crosshair is not None:
         others = [p for p in PLANES if p != plane]  # the horizontal line is the first other plane's cut
-        layout["shapes"] = _crosshair((rows, columns), crosshair, (PLANE_COLOURS[others[0]], PLANE_COLOURS[others[1]]))
+        layout["shapes"] += _crosshair((rows, columns), crosshair, (PLANE_COLOURS[others[0]], PLANE_COLOURS[others[1]]))
     if sides is not None:
         layout["annotations"] = _side_letters(sides)
     layout.update(height=height, margin=margin_for(bool(title)), uirevision=f"{uirevision}:{plane}",
