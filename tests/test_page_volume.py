@@ -66,8 +66,12 @@ def test_a_window_preset_changes_the_grey_scale_and_custom_starts_from_it(make_a
     assert {(h["zmin"], h["zmax"]) for h in _planes(at).values()} == {(-650.0, -550.0)}
 
 
-def test_an_uploaded_nifti_is_shown(make_app) -> None:
-    data = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
+def test_an_uploaded_nifti_is_shown_and_read_once(make_app, monkeypatch) -> None:
+    import ui.cache
+
+    reads = []
+    monkeypatch.setattr(ui.cache, "load_volume", lambda *a, **k: reads.append(a[1]) or load_volume(*a, **k))
+    data = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6) + int(np.random.default_rng().integers(1000))
     blob = nifti(data, np.diag([1.0, 1.5, 2.0, 1.0]))
     at = _upload(make_app, "small.nii", blob)
     no_exception(at)
@@ -76,6 +80,10 @@ def test_an_uploaded_nifti_is_shown(make_app) -> None:
     planes = _planes(at)
     assert np.array_equal(decode_array(planes["sagittal"]["z"]), volume.slice("sagittal", 2))
     assert at.selectbox(key="volume_window").value == "file"  # its suggested window
+    at.slider(key="volume_sagittal").set_value(0).run()
+    at.selectbox(key="volume_window").set_value("bone").run()
+    assert np.array_equal(decode_array(_planes(at)["sagittal"]["z"]), volume.slice("sagittal", 0))
+    assert reads == ["small.nii"]  # moving a slider or changing the window never reads the file again
 
 
 def test_a_zip_with_two_series_asks_which_one(make_app) -> None:
@@ -109,3 +117,23 @@ def test_a_broken_file_gives_one_sentence(make_app, name: str, data: bytes) -> N
     no_exception(at)
     assert len(at.error) == 1 and name in at.error[0].value and "Traceback" not in at.error[0].value
     assert not _planes(at)
+
+
+def test_a_grey_multiframe_dicom_is_a_clip_with_a_window(make_app) -> None:
+    from tests.volume_builders import us_cine
+
+    frames = np.stack([np.full((12, 10), 10 * k, dtype=np.uint8) for k in range(12)])
+    frames[:, 3, 4] = 201
+    at = _upload(make_app, "echo.dcm", us_cine(frames, frame_time_ms=40.0), "application/dicom")
+    no_exception(at)
+    main, strip = plotly_figures(at)
+    heat = main["data"][0]
+    assert heat["type"] == "heatmap" and heat["hovertemplate"].startswith("frame 6<br>")
+    z = decode_array(heat["z"])
+    assert z[3, 4] == 201 and z[0, 0] == 60
+    assert "0.24 s" in main["layout"]["title"]["text"]  # frame 6 at 25 frames a second
+    assert len(strip["data"]) == 8
+    at.selectbox(key="volume_window").set_value("auto").run()
+    no_exception(at)
+    options = at.selectbox(key="volume_window").options
+    assert "Auto (the 1st to 99th percentile)" in options and "Lung" not in options  # no CT windows for ultrasound
