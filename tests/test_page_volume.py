@@ -137,3 +137,22 @@ def test_a_grey_multiframe_dicom_is_a_clip_with_a_window(make_app) -> None:
     no_exception(at)
     options = at.selectbox(key="volume_window").options
     assert "Auto (the 1st to 99th percentile)" in options and "Lung" not in options  # no CT windows for ultrasound
+
+
+def test_an_uploaded_scan_is_never_written_to_disk(make_app) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from tests.test_privacy import ROOT, contains, snapshot
+
+    data = np.random.default_rng().integers(-1000, 1000, (6, 7, 8)).astype(np.int16)
+    blob = nifti(data, np.eye(4), gz=True)
+    marker = blob[-64:]  # compressed voxels: unique to this upload
+    roots = (ROOT, Path(tempfile.gettempdir()))
+    before = snapshot(*roots)
+    at = _upload(make_app, "private-scan.nii.gz", blob, "application/gzip")
+    at.slider(key="volume_axial").set_value(1).run()
+    no_exception(at)
+    assert len(_planes(at)) == 3
+    changed = [p for p, meta in snapshot(*roots).items() if before.get(p) != meta]
+    assert not [p for p in changed if contains(p, marker)], "the upload was written to disk"
