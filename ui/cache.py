@@ -2,7 +2,7 @@
 
 Models: ``st.cache_resource`` (shared by all sessions; each LoadedModel carries its own lock).
 Extractions: ``st.cache_data`` keyed by the image bytes' digest + the model key + the layer names.
-Images: decoded once per digest. Volumes and clips: loaded once per digest (+ series), shared read-only. Maps (CAM) and sanity checks: keyed by the same digest and model key + the layer,
+Images: decoded once per digest. Maps (CAM) and sanity checks: keyed by the same digest and model key + the layer,
 the class or target, the method (the slow methods' results live in ui/jobs.py under :func:`cam_key`).
 All of it stays in memory: nothing a user uploads is written to disk.
 """
