@@ -35,7 +35,7 @@ from featviz_core.attention import attention as compute_attention
 from featviz_core.cam import CamResult, CamTarget, SanityResult, sanity_check
 from featviz_core.cam import cam as compute_cam
 from featviz_core.demo import load_demo
-from featviz_core.images import load_image
+from featviz_core.images import SeriesInfo, Volume, auto_window, list_series, load_image, load_volume
 from featviz_core.models import choose_device, place
 from featviz_core.models.sources import OnnxInfo, inspect_onnx, load_checkpoint, load_onnx
 
@@ -235,3 +235,27 @@ def attention(
     """A transformer's attention maps at ``block`` (``method`` "cls" or "rollout"), cached like extractions."""
     _count_forward(f"attention-{method}", model_key, digest, (block,))
     return compute_attention(_model, _image, block, method=method)  # type: ignore[arg-type]
+
+
+# Volumes and clips (pages/volume.py). A Volume is read-only and up to 128 MiB: cache_resource shares the one
+# object with every session and never copies it (cache_data would unpickle a copy on every slider move).
+VOLUME_ENTRIES = 3
+
+
+@st.cache_resource(max_entries=VOLUME_ENTRIES, show_spinner=False)
+def volume(digest: str, filename: str, series: str | None, _data: bytes) -> Volume:
+    """The volume or clip in these bytes (one ``series`` of a DICOM zip), keyed by their digest: moving a slider
+    never reads the file again. Raises ImageLoadError (SeriesChoiceError for a zip of several series)."""
+    return load_volume(_data, filename, series=series)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def volume_series(digest: str, _data: bytes) -> list[SeriesInfo]:
+    """The DICOM series in a zip (for the series picker), keyed by the digest of its bytes."""
+    return list_series(_data)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def volume_auto_window(volume_key: str, _volume: Volume) -> tuple[float, float]:
+    """The 1st..99th percentile window of a loaded volume (``volume_key``: digest and series)."""
+    return auto_window(_volume.array)

@@ -29,6 +29,7 @@ PAGES = (
     ("pages/compare.py", "Compare", ":material/compare:"),
     ("pages/filters.py", "Filters", ":material/blur_on:"),
     ("pages/model.py", "Model", ":material/account_tree:"),
+    ("pages/volume.py", "Volumes and clips", ":material/view_in_ar:"),
 )
 
 

@@ -6,8 +6,9 @@ far faster than one subplot per channel.
 
 This module is the public face; the code lives in :mod:`~featviz_core.figures.style` (colour scales, ranges,
 number formats, axes), :mod:`~featviz_core.figures.mosaic` (the mosaic, clicks on it, one channel),
-:mod:`~featviz_core.figures.charts` (overlay, histogram, probabilities) and
-:mod:`~featviz_core.figures.filters` (convolution filters).
+:mod:`~featviz_core.figures.charts` (overlay, histogram, probabilities),
+:mod:`~featviz_core.figures.filters` (convolution filters) and :mod:`~featviz_core.figures.volume` (planes of a
+volume with their crosshair, a clip's frames and filmstrip).
 
 Payload. Plotly (>= 6) sends numpy arrays of float32 and small integer types as base64 binary
 (``{"dtype": "f4", "bdata": ...}``), about 1.33 bytes on the wire per byte of data; lists and float16
@@ -60,9 +61,23 @@ from .style import (
     layer_range,
     plain_numbers,
 )
+from .volume import (
+    GREY,
+    ORIENTATION,
+    PLANE_COLOURS,
+    cut_lines,
+    filmstrip_figure,
+    filmstrip_indices,
+    frame_figure,
+    plane_figure,
+    window_range,
+)
 
 __all__ = [
     "COLORSCALES",
+    "GREY",
+    "ORIENTATION",
+    "PLANE_COLOURS",
     "DIVERGING",
     "DIVERGING_COLORSCALES",
     "NUMBER_FORMAT",
@@ -71,7 +86,11 @@ __all__ = [
     "MosaicLayout",
     "channel_figure",
     "channel_from_selection",
+    "cut_lines",
+    "filmstrip_figure",
+    "filmstrip_indices",
     "filter_mosaic_figure",
+    "frame_figure",
     "histogram_figure",
     "kernel_maps",
     "layer_range",
@@ -79,6 +98,8 @@ __all__ = [
     "mosaic_layout",
     "overlay_figure",
     "plain_numbers",
+    "plane_figure",
     "probability_figure",
     "rgb_filters_figure",
+    "window_range",
 ]
