@@ -9,7 +9,8 @@
 | code          | :func:`load_from_code`   | ``package.module:factory`` (command line of a local run only)        |
 | demo          | :func:`~featviz_core.demo.load_demo` | nothing: the bundled offline model                       |
 
-Nothing downstream asks which source a model came from; ``LoadedModel.source`` says it for display.
+Nothing downstream asks which source a model came from: ``LoadedModel.source`` (a :class:`~featviz_core.models.ModelSource`)
+says it for display, and pages read capabilities (``has_random_weights``, ``takes_class_names``, ``supports_gradients``).
 """
 
 from .checkpoint import load_checkpoint

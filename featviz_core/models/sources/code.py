@@ -26,7 +26,8 @@ from torch import nn
 
 from ...errors import ModelLoadError
 from ..class_names import parse_class_names
-from ..loaded import LoadedModel, Preprocessing, standard_preprocessing
+from ..keys import bytes_digest, model_key, names_digest
+from ..loaded import LoadedModel, ModelSource, Preprocessing, standard_preprocessing
 from .state_dicts import read_weights
 
 __all__ = ["load_from_code", "resolve_factory"]
@@ -182,7 +183,7 @@ def load_from_code(
     if weights is not None:
         data, name = _read(weights, "weights")
         kind = _load_weights(module, data, name, spec)
-        digest = hashlib.sha256(data).hexdigest()[:16]
+        digest = bytes_digest(data)
         weights_note = f"weights from {name or 'your file'}" + (" (safetensors)" if kind == "safetensors" else "")
     categories = list(pre.categories) if pre.categories is not None else None
     if classes is not None:
@@ -195,18 +196,18 @@ def load_from_code(
                                              std=pre.std, resize=pre.resize)
     module.eval()
     _try_once(module, channels, pre.size, spec)
-    names_key = hashlib.sha256("\n".join(categories).encode()).hexdigest()[:8] if categories else "-"
     height, width = pre.size
     return LoadedModel(
         module=module,
         name=spec.rpartition(":")[2] or spec,
-        key=f"code:{spec}:{digest}:{height}x{width}:{pre.normalization}:{pre.mean}:{pre.std}:{channels}:{names_key}",
+        key=model_key(ModelSource.CODE, spec, digest, f"{height}x{width}", pre.normalization, pre.mean, pre.std,
+                      channels, names_digest(categories) if categories else "-"),
         categories=categories,
         input_channels=channels,
         input_size=pre.size,
         transform=transform,
         view=view,
-        source="code",
+        source=ModelSource.CODE,
         provenance=f"your code {spec} with {weights_note} ({channels} input channel{'s' if channels != 1 else ''}, "
         f"{height}×{width} input)",
         weights=None if weights is None else weights_note,
