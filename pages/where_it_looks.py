@@ -19,6 +19,7 @@ from featviz_core.cam import (
     no_target_reason,
     sanity_check,
 )
+from featviz_core.cam.methods import available_methods
 from ui import cache, jobs
 from ui.errors import guard
 from ui.router import ensure_routed
@@ -210,8 +211,7 @@ def main() -> None:
     if state.get("_cam_model") != model.key or state.get("cam_layer") not in layer_names:
         state["_cam_model"] = model.key
         state["cam_layer"] = default if default in layer_names else layer_names[-1]
-    allowed = [m for m in CAM_METHODS if model.supports_gradients
-               or not (METHODS[m].uses_gradients or METHODS[m].changes_layer_output)]
+    allowed = [m for m, why_not in available_methods(model).items() if why_not is None]
     if state.get("cam_method") not in allowed:
         state["cam_method"] = "gradcam" if "gradcam" in allowed else "eigencam"
     if not model.supports_gradients:
