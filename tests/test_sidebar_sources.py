@@ -113,3 +113,12 @@ def test_a_broken_factory_is_one_sentence_and_the_demo_stays(make_app, monkeypat
     no_exception(at)
     assert at.error and "broken on purpose" in at.error[0].value
     assert at.session_state["_selection"].model.source == "demo"
+
+
+def test_a_link_to_a_timm_model_not_in_the_menu_says_which_one_is_shown(make_app) -> None:
+    name = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
+    at = make_app(query={"model": f"timm:{name}:random"})
+    no_exception(at)
+    assert at.session_state["_selection"].model.key == "timm:resnet50.a1_in1k:random"
+    assert f"The link names timm model {name}, which this featviz cannot open; showing resnet50.a1_in1k instead." in [
+        i.value for i in at.info]
