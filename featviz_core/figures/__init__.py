@@ -5,7 +5,8 @@ channel of a page drawn as tiles of ONE ``go.Heatmap`` with NaN gaps between the
 far faster than one subplot per channel.
 
 This module is the public face; the code lives in :mod:`~featviz_core.figures.style` (colour scales, ranges,
-number formats, axes), :mod:`~featviz_core.figures.mosaic` (the mosaic, clicks on it, one channel),
+number formats, axes), :mod:`~featviz_core.figures.mosaic` (the mosaic, clicks on it, one channel) with
+:mod:`~featviz_core.figures.grid` (its geometry),
 :mod:`~featviz_core.figures.charts` (overlay, histogram, probabilities) and
 :mod:`~featviz_core.figures.filters` (convolution filters).
 
@@ -43,12 +44,11 @@ from .filters import (
     kernel_maps,
     rgb_filters_figure,
 )
+from .grid import MosaicLayout, mosaic_layout
 from .mosaic import (
-    MosaicLayout,
     channel_figure,
     channel_from_selection,
     mosaic_figure,
-    mosaic_layout,
 )
 from .style import (
     COLORSCALES,
