@@ -23,13 +23,16 @@ SPEC = ModelSpec(ModelSource.CHECKPOINT)  # a link never holds the file: "checkp
 
 @lru_cache(maxsize=1)
 def arch_choices() -> tuple[str, ...]:
-    """The architecture menu: automatic, torchvision's names, then timm's (as ``timm:name``)."""
-    timm_names = sorted(f"timm:{arch.name}" for arch in timm_architectures(maps_only=True))
+    """The architecture menu: automatic, torchvision's names, then timm's (as their spec, ``timm:name``)."""
+    timm_names = sorted(str(ModelSpec(ModelSource.TIMM, arch.name)) for arch in timm_architectures(maps_only=True))
     return (AUTO_ARCH, *classification_models(), *timm_names)
 
 
 def _arch_label(choice: str) -> str:
-    return f"{choice[5:]} (timm)" if choice.startswith("timm:") else choice
+    if choice == AUTO_ARCH:
+        return choice
+    spec = ModelSpec.parse(choice)
+    return f"{spec.name} (timm)" if spec.source is ModelSource.TIMM else choice
 
 
 def class_names_upload(key: str, remember_key: str) -> tuple[tuple[str, ...] | None, str]:
