@@ -8,6 +8,7 @@ next, so the UI can show ``str(error)`` as it is.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "FeatvizError",
@@ -20,6 +21,7 @@ __all__ = [
     "CollectionError",
     "ExemplarsError",
     "EmptyCollectionError",
+    "SeriesChoiceError",
 ]
 
 
@@ -58,6 +60,15 @@ class EmptyCollectionError(ExemplarsError):
     def __init__(self, message: str, failed: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.failed = tuple(failed)
+
+
+class SeriesChoiceError(ImageLoadError):
+    """A zip holds several DICOM series and none was chosen: ``series`` lists them (``SeriesInfo``: pass one's
+    ``uid`` as ``load_volume(..., series=uid)``)."""
+
+    def __init__(self, message: str, series: Sequence[Any]) -> None:
+        super().__init__(message)
+        self.series: tuple[Any, ...] = tuple(series)
 
 
 class StopForward(BaseException):  # noqa: N818 - a signal, not an error

@@ -68,3 +68,45 @@ def build_vit() -> tuple[nn.Module, Preprocessing]:
     module = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5)
     return module, Preprocessing(input_size=(224, 224), normalization="imagenet",
                                  categories=["cat", "dog", "bird", "fish", "frog"])
+
+
+class LeNet5(nn.Module):
+    """LeCun's LeNet-5 on 32×32 grey images: its first Linear layer takes 16×5×5 features, so 32×32 only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                                        nn.Linear(84, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class ONet(nn.Module):
+    """Like MTCNN's output network: 48×48 faces, ceil-mode pooling, a 128×3×3 flatten into one Linear layer,
+    and three heads (face or not, box, five landmarks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 32, 3), nn.PReLU(32), nn.MaxPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(32, 64, 3), nn.PReLU(64), nn.MaxPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(64, 64, 3), nn.PReLU(64), nn.MaxPool2d(2, 2, ceil_mode=True),
+            nn.Conv2d(64, 128, 2), nn.PReLU(128),
+        )
+        self.dense = nn.Sequential(nn.Linear(128 * 3 * 3, 256), nn.PReLU(256))
+        self.face, self.box, self.landmarks = nn.Linear(256, 2), nn.Linear(256, 4), nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        hidden = self.dense(self.body(x).permute(0, 3, 2, 1).flatten(1))
+        return torch.softmax(self.face(hidden), dim=1), self.box(hidden), self.landmarks(hidden)
+
+
+NOTHING_FITS = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(7, 2))
+"""4 channels times any map size is never 7 features: no input size fits."""

@@ -11,7 +11,7 @@ from PIL import Image
 
 from featviz_core import LayerError, attention, load_demo, load_timm
 from featviz_core.attention import attention_blocks
-from featviz_core.layers.hooks import hook_count
+from featviz_core.layers import hook_count
 from tests.conftest import random_image
 
 

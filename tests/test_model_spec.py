@@ -27,6 +27,9 @@ from featviz_core.models.keys import bytes_digest, model_key, names_digest
         ("model.safetensors", ModelSource.CHECKPOINT, "model.safetensors", True, "model.safetensors"),
         ("exports/net.ONNX", ModelSource.ONNX, "exports/net.ONNX", True, "exports/net.ONNX"),
         ("pkg.module:factory", ModelSource.CODE, "pkg.module:factory", True, "pkg.module:factory"),
+        ("hf:google/vit-base-patch16-224", ModelSource.HF, "google/vit-base-patch16-224", True,
+         "hf:google/vit-base-patch16-224"),
+        ("saved/vit.zip", ModelSource.HF, "saved/vit.zip", True, "saved/vit.zip"),
         ("checkpoint", ModelSource.CHECKPOINT, "", True, "checkpoint"),
         ("onnx", ModelSource.ONNX, "", True, "onnx"),
         ("code", ModelSource.CODE, "", True, "code"),
@@ -47,6 +50,7 @@ def test_specs_say_in_words_what_they_name() -> None:
     assert ModelSpec.parse("timm:convnext_atto:random").describe() == "timm model convnext_atto"
     assert ModelSpec.parse("resnet18").describe() == "torchvision model resnet18"
     assert ModelSpec.parse("net.onnx").describe() == "the ONNX file net.onnx"
+    assert ModelSpec.parse("hf:org/vit").describe() == "Hugging Face model org/vit"
 
 
 def test_the_source_is_typed_and_capabilities_follow_from_it(tiny) -> None:

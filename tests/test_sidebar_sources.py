@@ -115,6 +115,16 @@ def test_a_broken_factory_is_one_sentence_and_the_demo_stays(make_app, monkeypat
     assert at.session_state["_selection"].model.source == "demo"
 
 
+def test_a_model_with_a_fixed_input_size_says_which_size_featviz_chose(make_app, monkeypatch) -> None:
+    monkeypatch.setenv("FEATVIZ_MODEL", "tests.custom_models:LeNet5")
+    at = make_app()
+    no_exception(at)
+    sel = at.session_state["_selection"]
+    assert sel.model.source == "code" and sel.model.input_size == (32, 32)
+    assert any("featviz chose 32×32, the size this model accepts" in c.value for c in at.sidebar.caption)
+    assert plotly_figures(at), "the feature maps of the 32×32 input are drawn"
+
+
 def test_a_link_to_a_timm_model_not_in_the_menu_says_which_one_is_shown(make_app) -> None:
     name = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
     at = make_app(query={"model": f"timm:{name}:random"})

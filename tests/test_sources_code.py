@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from featviz_core import ModelLoadError, extract, list_layers, load_from_code, load_spec
+from featviz_core import ModelLoadError, Preprocessing, extract, list_layers, load_from_code, load_spec
 from featviz_core.cam import CamError, gradcam
 from featviz_core.layers import hook_count
-from tests.custom_models import FaceDetector, build_detector
+from tests.custom_models import NOTHING_FITS, FaceDetector, LeNet5, ONet, build_detector
 
 
 def _state_bytes(module: torch.nn.Module) -> bytes:
@@ -96,7 +96,8 @@ def test_grey_models_and_class_names(tmp_path) -> None:
         ("tests.custom_models:missing", {}, "has no attribute missing"),
         ("tests.custom_models:broken", {}, "broken raised RuntimeError: this factory is broken on purpose"),
         ("tests.custom_models:not_a_model", {}, "returned str, not a torch nn.Module"),
-        ("tests.custom_models:NEEDS_BIG_INPUT", {}, "could not run on a 3×224×224 input.*--input-size"),
+        ("tests.custom_models:NOTHING_FITS", {}, "could not run on a 3×224×224 input.*--input-size"),
+        ("tests.custom_models:LeNet5", {"input_size": 64}, "could not run on a 1×64×64 input.*--input-size"),
         ("tests.custom_models:FaceDetector", {"weights": b"not weights"}, "not a PyTorch checkpoint"),
     ],
 )
@@ -131,3 +132,41 @@ def test_load_spec_covers_every_source(tmp_path) -> None:
     assert load_spec(str(path)).name == "resnet18"
     with pytest.raises(ModelLoadError, match="not a model featviz knows"):
         load_spec("nonsense")
+
+
+@pytest.mark.parametrize(("spec", "size", "channels"), [
+    ("tests.custom_models:LeNet5", 32, 1),
+    ("tests.custom_models:ONet", 48, 3),
+    ("tests.custom_models:NEEDS_BIG_INPUT", 300, 3),
+])
+def test_a_model_with_a_fixed_input_size_gets_it(spec, size, channels, make_image) -> None:
+    model = load_from_code(spec)
+    assert (model.input_size, model.input_channels) == ((size, size), channels)
+    assert f"featviz chose {size}×{size}, the size this model accepts" in model.provenance
+    assert f"{size}x{size}" in model.key
+    assert model.preprocess(make_image(5, size=(300, 200))).shape == (1, channels, size, size)
+    spatial = [info for info in list_layers(model) if info.spatial]
+    assert spatial and hook_count(model.module) == 0, "the search leaves no hook behind"
+    assert all(p.device.type == "cpu" for p in model.module.parameters()), "the search never moves the model"
+    result = extract(model, make_image(6), [spatial[0].name])
+    assert np.isfinite(result.activations[spatial[0].name]).all()
+
+
+def test_a_given_size_is_kept_and_a_fitting_default_is_not_searched() -> None:
+    assert load_from_code("tests.custom_models:build_detector").provenance.endswith("224×224 input)")
+    assert "featviz chose" not in load_from_code("tests.custom_models:LeNet5", input_size=32).provenance
+
+
+def test_a_module_in_memory_gets_the_same_treatment() -> None:
+    from featviz_core.models.sources import load_module
+
+    lenet = LeNet5()
+    model = load_module(lenet, classes=[str(d) for d in range(10)])
+    assert model.module is lenet and not lenet.training and model.input_size == (32, 32)
+    assert model.provenance.startswith("your model LeNet5 from Python") and model.categories[3] == "3"
+    onet = load_module(ONet(), Preprocessing(normalization="-1-1"), name="onet")
+    assert onet.input_size == (48, 48) and onet.name == "onet"
+    with pytest.raises(ModelLoadError, match=r"NOTHING_FITS could not run.*preprocessing=Preprocessing"):
+        load_module(NOTHING_FITS, name="NOTHING_FITS")
+    with pytest.raises(ModelLoadError, match="needs a torch nn.Module, not str"):
+        load_module("resnet18")  # type: ignore[arg-type]

@@ -19,9 +19,9 @@ IMAGENET, CHECKPOINT, ONNX, CODE, DEMO = "ImageNet model", "Your checkpoint", "O
 
 
 def kinds() -> tuple[str, ...]:
-    """The sources on offer; "Your code" only when the server was started with --model."""
+    """The sources on offer; "Your code" only when the server was started with --model or by featviz.show."""
     base = (IMAGENET, CHECKPOINT, ONNX, DEMO)
-    return (CODE, *base) if source_code.available() else base
+    return (CODE, *base) if source_code.offered() else base
 
 
 def first_view_defaults() -> str | None:
@@ -32,10 +32,10 @@ def first_view_defaults() -> str | None:
         return apply_model_spec(spec)
     if "model_kind" in state:  # chosen before the first run (tests, or a session restored)
         return None
-    code = source_code.available()
+    code = source_code.label()
     if code is not None:
         state["model_kind"] = CODE
-        return f"Showing your model {code.model}, as given on the command line."
+        return f"Showing your model {code}."
     cached = source_imagenet.weights_are_cached(source_imagenet.DEFAULT_ARCH)
     if cached or source_imagenet.auto_download():
         state["model_kind"] = IMAGENET
@@ -68,9 +68,10 @@ def apply_model_spec(text: str) -> str | None:
         state["model_kind"] = IMAGENET
         return None if shown == spec.name else cannot_open(spec.describe(), shown)
     code = source_code.available()
+    ours = source_code.offered() and (not spec.name or (code is not None and spec.name == code.model))
     kinds = {ModelSource.DEMO: DEMO, ModelSource.CHECKPOINT: CHECKPOINT, ModelSource.ONNX: ONNX,
-             ModelSource.CODE: CODE if code is not None and spec.name in ("", code.model) else None}
-    if kinds.get(spec.source) is None or (spec.name and spec.source is not ModelSource.CODE):  # a file's path
+             ModelSource.CODE: CODE if ours else None}
+    if kinds.get(spec.source) is None or spec.is_file:  # a file is never opened from a link
         return cannot_open(spec.describe(), "the demo model")
     state["model_kind"] = kinds[spec.source]
     return None

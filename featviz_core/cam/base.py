@@ -44,7 +44,7 @@ from PIL import Image
 
 from ..errors import FeatvizError, LayerError
 from ..layers.discovery import LayerInfo, as_chw, layer_info, list_layers
-from ..layers.extract import probabilities_from_output
+from ..layers.extract import class_scores, probabilities_from_output
 from ..layers.hooks import ActivationRecorder, Tap
 from ..models.loaded import LoadedModel
 from .targets import CamError, CamTarget, target_scores
@@ -293,7 +293,9 @@ class CamMethod:
             )
         classes = int(probabilities.shape[0])
         if class_index is None:
-            index = int(torch.argmax(output[0]).item())
+            scores = class_scores(output)
+            assert scores is not None  # probabilities came from them
+            index = int(torch.argmax(scores[0]).item())
         else:
             index = _check_class(class_index, classes)
         return CamTarget(channel=index), probabilities

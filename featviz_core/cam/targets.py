@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import CamError
+from ..layers.extract import class_scores
 from ..layers.hooks import ActivationRecorder
 from ..models.loaded import LoadedModel
 
@@ -40,7 +41,8 @@ class CamTarget:
     """One score of the model's output: the number a CAM explains.
 
     ``output``: which output, when the model returns several: a position in its tuple or list, or a key of
-    its dict; None when the model returns one tensor. ``channel``: an index along dimension 1 of that tensor
+    its dict; None when the model returns one tensor, or for the ``logits`` of a mapping that holds them
+    (a Hugging Face ``ModelOutput``). ``channel``: an index along dimension 1 of that tensor
     (the class of (1, K) scores, a channel of a (1, C, H, W) map, a row of (1, N, 4) boxes); None: the
     whole tensor. The score is the mean of the selected values (see the module's notes).
     """
@@ -99,7 +101,10 @@ def _items(output: Any) -> list[tuple[int | str | None, Any]]:
     if isinstance(output, torch.Tensor):
         return [(None, output)]
     if isinstance(output, Mapping):
-        return [(key, value) for key, value in output.items() if isinstance(key, int | str)]
+        logits = class_scores(output)  # a ModelOutput's class scores are "the output" (None), not a key
+        first: list[tuple[int | str | None, Any]] = [(None, logits)] if logits is not None else []
+        return first + [(key, value) for key, value in output.items()
+                        if isinstance(key, int | str) and (logits is None or key != "logits")]
     if isinstance(output, Sequence) and not isinstance(output, str | bytes):
         return list(enumerate(output))
     return []
@@ -145,10 +150,12 @@ def describe_outputs(model: LoadedModel) -> tuple[OutputInfo, ...]:
 
 
 def is_classifier(model: LoadedModel) -> bool:
-    """True when the model returns one vector of class scores (1, K) with K > 1."""
-    outputs = describe_outputs(model)
-    return len(outputs) == 1 and outputs[0].output is None and len(outputs[0].shape) == 2 and (
-        outputs[0].shape[0] == 1 and outputs[0].shape[1] > 1 and outputs[0].explainable
+    """True when the model's class scores (its one output tensor, or the ``logits`` of a mapping such as a
+    Hugging Face ``ModelOutput``) are one vector (1, K) with K > 1."""
+    return any(
+        info.output is None and len(info.shape) == 2 and info.shape[0] == 1 and info.shape[1] > 1
+        and info.explainable
+        for info in describe_outputs(model)
     )
 
 
@@ -171,12 +178,13 @@ def no_target_reason(model: LoadedModel) -> str | None:
 
 def _pick(output: Any, which: int | str | None, model_name: str) -> torch.Tensor:
     if which is None:
-        if not isinstance(output, torch.Tensor):
+        scores = class_scores(output)
+        if scores is None:
             raise CamError(
                 f"{model_name} returns a {type(output).__name__}, not one tensor: choose which of its outputs "
                 "to explain (describe_outputs(model) lists them)."
             )
-        return output
+        return scores
     items = dict(_items(output))
     if which not in items:
         choices = ", ".join(repr(k) for k in items) or "none"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +14,7 @@ from ..models.loaded import LoadedModel
 from .discovery import as_chw, layer_info
 from .hooks import ActivationRecorder
 
-__all__ = ["Extraction", "extract", "probabilities_from_output"]
+__all__ = ["Extraction", "class_scores", "extract", "probabilities_from_output"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +52,19 @@ class Extraction:
         return [int(i) for i in np.argsort(-self.probabilities, kind="stable")[:k]]
 
 
+def class_scores(output: object) -> torch.Tensor | None:
+    """The class-score tensor of a model's output: the output itself when it is one tensor, its ``logits``
+    when it is a mapping that holds them (a Hugging Face ``ModelOutput``, a dict); None otherwise (a tuple,
+    a backbone's ``last_hidden_state``)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        logits = output.get("logits")
+        if isinstance(logits, torch.Tensor):
+            return logits
+    return None
+
+
 def _is_logits(output: object) -> bool:
     return isinstance(output, torch.Tensor) and output.ndim == 2 and output.shape[0] == 1 and output.shape[1] > 1
 
@@ -65,12 +78,12 @@ def already_probabilities(scores: torch.Tensor) -> bool:
 
 def probabilities_from_output(output: object) -> np.ndarray | None:
     """Class probabilities from a (1, K) output as float32 (K,): its softmax, or the output itself when it
-    is a probability vector already (a softmax applied twice would flatten every prediction). None for
-    any other output."""
-    if not _is_logits(output):
+    is a probability vector already (a softmax applied twice would flatten every prediction); a mapping's
+    ``logits`` likewise (see :func:`class_scores`). None for any other output."""
+    logits = class_scores(output)
+    if logits is None or not _is_logits(logits):
         return None
-    assert isinstance(output, torch.Tensor)
-    scores = output.detach().to(torch.float32).cpu()
+    scores = logits.detach().to(torch.float32).cpu()
     probs = scores[0] if already_probabilities(scores) else torch.softmax(scores, dim=1)[0]
     array = probs.numpy().copy()
     array.flags.writeable = False
@@ -121,7 +134,8 @@ def extract(model: LoadedModel, image: Image.Image, layers: Sequence[str]) -> Ex
         raise LayerError(
             f"Layer '{missing[0]}' did not run for this image; choose another from list_layers(model)."
         )
-    logits = output if _is_logits(output) else None
+    scores = class_scores(output)
+    logits = scores if _is_logits(scores) else None
     host = to_host([recorded[name] for name in names] + ([logits] if logits is not None else []))
     return Extraction(
         activations={name: _as_array(as_chw(t, info)) for name, info, t in zip(names, infos, host, strict=False)},

@@ -8,7 +8,10 @@ weights, preprocessing and class names, so caches (extractions, maps, jobs) may 
     checkpoint:<bytes digest>:<library>:<architecture>[:<class names digest>]
     onnx:<bytes digest>:<H>x<W>:<normalization>[:<class names digest>]
     code:<spec>:<weights digest or "own">:<H>x<W>:<normalization>:<mean>:<std>:<channels>:<names digest or "-">
+    python:<name>:<object id>:<H>x<W>:...     (a module in memory, featviz.show; the same parts as code)
+    hf:<hub id>                             hf-zip:<bytes SHA-256>
     demo:tinyvgg:<weight file digest>
+    <model key>:randomized:<seed>           (the sanity check's copy with re-initialised layers)
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from .loaded import ModelSource
 __all__ = ["bytes_digest", "model_key", "names_digest"]
 
 
-def model_key(source: ModelSource, *parts: object) -> str:
-    """``source:part:part...``: the key of a model of ``source`` told apart by ``parts``."""
+def model_key(source: ModelSource | str, *parts: object) -> str:
+    """``source:part:part...``: the key of a model of ``source`` told apart by ``parts``. ``source`` may also
+    be a variant's word (``hf-zip``, ``python``) or a key that ``parts`` extend."""
     return ":".join(str(part) for part in (source, *parts))
 
 

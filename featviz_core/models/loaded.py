@@ -42,6 +42,7 @@ class ModelSource(StrEnum):
     TIMM = "timm"
     CHECKPOINT = "checkpoint"
     ONNX = "onnx"
+    HF = "hf"
     CODE = "code"
     DEMO = "demo"
     TEST = "test"

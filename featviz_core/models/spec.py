@@ -1,18 +1,20 @@
 """One string for any model: :class:`ModelSpec` parses it and writes it back (command line, shared links).
 
-=============================  ==============================================================
-``demo``                       the bundled offline demo model
-``resnet18``, ``tv:resnet18``  a torchvision architecture with its pretrained weights
-``torchvision:resnet18``       the same (``tv:`` is how it is written back)
-``tv:resnet18:random``         the same with seeded random weights
-``timm:resnet50.a1_in1k``      a timm architecture (with a weight tag) and its pretrained weights
-``timm:resnet50d:random``      a timm architecture with seeded random weights
-``path/to/weights.pth``        a checkpoint or ``.safetensors`` file (architecture detected)
-``path/to/model.onnx``         an ONNX file
-``package.module:factory``     your own model class
-``checkpoint``, ``onnx``,      the app's sidebar sources without their file (an upload is never in a link),
-``code``                       and "the model given on the command line"
-=============================  ==============================================================
+==================================  ==============================================================
+``demo``                            the bundled offline demo model
+``resnet18``, ``tv:resnet18``       a torchvision architecture with its pretrained weights
+``torchvision:resnet18``            the same (``tv:`` is how it is written back)
+``tv:resnet18:random``              the same with seeded random weights
+``timm:resnet50.a1_in1k``           a timm architecture (with a weight tag) and its pretrained weights
+``timm:resnet50d:random``           a timm architecture with seeded random weights
+``hf:google/vit-base-patch16-224``  a Hugging Face transformers image model (``@revision`` may follow)
+``path/to/folder.zip``              a zip of a transformers ``save_pretrained`` folder
+``path/to/weights.pth``             a checkpoint or ``.safetensors`` file (architecture detected)
+``path/to/model.onnx``              an ONNX file
+``package.module:factory``          your own model class
+``checkpoint``, ``onnx``,           the app's sidebar sources without their file (an upload is never in a link),
+``code``                            and "the model given on the command line"
+==================================  ==============================================================
 
 Parsing reads the text only (no file is opened, nothing is imported); loading is
 :func:`featviz_core.models.sources.load_spec`.
@@ -59,8 +61,12 @@ class ModelSpec:
             return cls(ModelSource.DEMO)
         if lower.endswith(".onnx"):
             return cls(ModelSource.ONNX, stripped)
+        if lower.endswith(".zip"):
+            return cls(ModelSource.HF, stripped)
         if lower.endswith(WEIGHT_SUFFIXES) and library not in _LIBRARIES:
             return cls(ModelSource.CHECKPOINT, stripped)
+        if library == "hf":
+            return cls(ModelSource.HF, rest)
         if library in _LIBRARIES:
             name, _, flag = rest.partition(":")
             if flag not in ("", "random"):
@@ -77,7 +83,16 @@ class ModelSpec:
             return f"{_WRITTEN[self.source]}:{self.name}" + ("" if self.pretrained else ":random")
         if self.source is ModelSource.DEMO:
             return "demo"
+        if self.source is ModelSource.HF and not self.is_file:
+            return f"hf:{self.name}"
         return self.name or str(self.source)
+
+    @property
+    def is_file(self) -> bool:
+        """The spec names a file (a checkpoint, an ONNX file, a zip of a transformers folder)."""
+        if self.source is ModelSource.HF:
+            return self.name.lower().endswith(".zip")
+        return bool(self.name) and self.source in (ModelSource.CHECKPOINT, ModelSource.ONNX)
 
     @property
     def library(self) -> bool:
@@ -92,5 +107,7 @@ class ModelSpec:
             return "the demo model"
         if self.source is ModelSource.CODE:
             return f"your code's model {self.name}" if self.name else "the model given on the command line"
-        kind = "ONNX" if self.source is ModelSource.ONNX else str(self.source)
+        if self.source is ModelSource.HF and not self.is_file:
+            return f"Hugging Face model {self.name}"
+        kind = {ModelSource.ONNX: "ONNX", ModelSource.HF: "zip"}.get(self.source, str(self.source))
         return f"the {kind} file {self.name}" if self.name else f"an uploaded {kind} file"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import itertools
 import logging
 import os
 import sys
@@ -28,9 +29,10 @@ from ...errors import ModelLoadError
 from ..class_names import parse_class_names
 from ..keys import bytes_digest, model_key, names_digest
 from ..loaded import LoadedModel, ModelSource, Preprocessing, standard_preprocessing
+from .input_size import accepted_size
 from .state_dicts import read_weights
 
-__all__ = ["load_from_code", "resolve_factory"]
+__all__ = ["load_from_code", "load_module", "resolve_factory"]
 
 _log = logging.getLogger("featviz")
 
@@ -169,7 +171,9 @@ def load_from_code(
 
     ``input_size`` and ``normalization`` override what the factory's :class:`Preprocessing` says
     (defaults: 224×224, ImageNet mean/std). The model is tried once on a blank input so that a wrong input
-    size is reported now, in one sentence, rather than on every page.
+    size is reported now, in one sentence, rather than on every page; when neither the command line nor the
+    factory gave a size and the default is refused, the size the model accepts is found and used
+    (:func:`~featviz_core.models.sources.input_size.accepted_size`), and the provenance says so.
     """
     module, pre = _build(resolve_factory(spec), spec)
     changes: dict[str, Any] = {}
@@ -185,43 +189,109 @@ def load_from_code(
         kind = _load_weights(module, data, name, spec)
         digest = bytes_digest(data)
         weights_note = f"weights from {name or 'your file'}" + (" (safetensors)" if kind == "safetensors" else "")
+    names = classes
+    if classes is not None and (isinstance(classes, str | bytes | bytearray) or not isinstance(classes, Sequence)):
+        names = parse_class_names(_read(classes, "class names")[0])
+    return _loaded(
+        module, pre, names, name=spec.rpartition(":")[2] or spec, key=model_key(ModelSource.CODE, spec, digest),
+        origin=f"your code {spec} with {weights_note}", weights=None if weights is None else weights_note,
+        size_given=input_size is not None or pre.size != Preprocessing().size, who=spec, hint=_COMMAND_LINE_HINT,
+    )  # fmt: skip
+
+
+def load_module(
+    module: nn.Module,
+    preprocessing: Preprocessing | None = None,
+    classes: Sequence[str] | None = None,
+    *,
+    name: str | None = None,
+    key: str | None = None,
+) -> LoadedModel:
+    """An ``nn.Module`` already in memory (``featviz.show(model)`` in a notebook), fed as ``preprocessing``
+    says (default: 224×224, ImageNet mean/std; with no size given and 224×224 refused, the size the model
+    accepts), with ``classes`` the names of its outputs. The module is put in eval mode and stays on its
+    device; ``key`` (default: from the object's id) tells caches apart."""
+    if not isinstance(module, nn.Module):
+        raise ModelLoadError(f"featviz needs a torch nn.Module, not {type(module).__name__}.")
+    pre = preprocessing if preprocessing is not None else Preprocessing()
+    label = name or type(module).__name__
+    return _loaded(
+        module, pre, classes, name=label, key=key or model_key("python", label, f"{id(module):x}"),
+        origin=f"your model {label} from Python", weights=None, size_given=pre.size != Preprocessing().size,
+        who=label, hint=_PYTHON_HINT,
+    )  # fmt: skip
+
+
+_COMMAND_LINE_HINT = ("Give the right size with --input-size HxW, or return (model, Preprocessing(input_size=...)) "
+                      "from the factory.")
+_PYTHON_HINT = "Give the right size with preprocessing=Preprocessing(input_size=(H, W))."
+
+
+def _loaded(
+    module: nn.Module,
+    pre: Preprocessing,
+    classes: Sequence[str] | None,
+    *,
+    name: str,
+    key: str,
+    origin: str,
+    weights: str | None,
+    size_given: bool,
+    who: str,
+    hint: str,
+) -> LoadedModel:
     categories = list(pre.categories) if pre.categories is not None else None
     if classes is not None:
-        if isinstance(classes, Sequence) and not isinstance(classes, str | bytes | bytearray):
-            categories = [str(c) for c in classes]
-        else:
-            categories = parse_class_names(_read(classes, "class names")[0])
+        categories = [str(c) for c in classes]
     channels = pre.channels or _first_conv_channels(module) or 3
-    transform, view = standard_preprocessing(pre.size, channels, normalization=pre.normalization, mean=pre.mean,
-                                             std=pre.std, resize=pre.resize)
     module.eval()
-    _try_once(module, channels, pre.size, spec)
-    height, width = pre.size
+    size, chosen = _runnable_size(module, channels, pre.size, who, size_given, hint)
+    transform, view = standard_preprocessing(size, channels, normalization=pre.normalization, mean=pre.mean,
+                                             std=pre.std, resize=pre.resize if not chosen else None)
+    height, width = size
+    note = f": featviz chose {height}×{width}, the size this model accepts" if chosen else ""
     return LoadedModel(
         module=module,
-        name=spec.rpartition(":")[2] or spec,
-        key=model_key(ModelSource.CODE, spec, digest, f"{height}x{width}", pre.normalization, pre.mean, pre.std,
-                      channels, names_digest(categories) if categories else "-"),
+        name=name,
+        key=model_key(key, f"{height}x{width}", pre.normalization, pre.mean, pre.std, channels,
+                      names_digest(categories) if categories else "-"),
         categories=categories,
         input_channels=channels,
-        input_size=pre.size,
+        input_size=size,
         transform=transform,
         view=view,
         source=ModelSource.CODE,
-        provenance=f"your code {spec} with {weights_note} ({channels} input channel{'s' if channels != 1 else ''}, "
-        f"{height}×{width} input)",
-        weights=None if weights is None else weights_note,
+        provenance=f"{origin} ({channels} input channel{'s' if channels != 1 else ''}, {height}×{width} input"
+        f"{note})",
+        weights=weights,
     )
 
 
-def _try_once(module: nn.Module, channels: int, size: tuple[int, int], spec: str) -> None:
+def _runnable_size(
+    module: nn.Module, channels: int, size: tuple[int, int], name: str, size_given: bool, hint: str
+) -> tuple[tuple[int, int], bool]:
+    """(the size to use, whether featviz chose it): ``size`` if the model runs on it; else, when nobody gave
+    a size, the one it accepts; else ModelLoadError in one sentence."""
+    refusal = _try_once(module, channels, size)
+    if refusal is None:
+        return size, False
+    chosen = None if size_given else accepted_size(module, channels, size)
+    if chosen is not None and _try_once(module, channels, chosen) is None:
+        _log.info("%s refused %s×%s; featviz chose %s×%s", name, *size, *chosen)
+        return chosen, True
+    raise ModelLoadError(
+        f"{name} could not run on a {channels}×{size[0]}×{size[1]} input ({refusal}). {hint}"
+    ) from None
+
+
+def _try_once(module: nn.Module, channels: int, size: tuple[int, int]) -> str | None:
+    """None if ``module`` runs on a blank input of this size, else why not (the user's own words)."""
+    first = next(itertools.chain(module.parameters(), module.buffers()), None)
+    device = first.device if first is not None else torch.device("cpu")
     try:
         with torch.no_grad():
-            module(torch.zeros(1, channels, *size))
+            module(torch.zeros(1, channels, *size, device=device))
     except Exception as exc:  # noqa: BLE001 - the user's model, the user's words
-        _log.warning("%s failed on a blank input", spec, exc_info=True)
-        raise ModelLoadError(
-            f"{spec} could not run on a {channels}×{size[0]}×{size[1]} input ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no message'}). Give the right size with "
-            "--input-size HxW, or return (model, Preprocessing(input_size=...)) from the factory."
-        ) from None
+        _log.warning("%s×%s×%s input refused", channels, *size, exc_info=True)
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}"
+    return None

@@ -1,7 +1,8 @@
 """Loading the model one string names, for the command line (``featviz exemplars --model ...``, ``featviz run``).
 
-The strings (``demo``, ``resnet18``, ``tv:resnet18:random``, ``timm:resnet50.a1_in1k``, a ``.pth``/``.safetensors``
-or ``.onnx`` file, ``package.module:factory``) are those of :class:`~featviz_core.models.spec.ModelSpec`;
+The strings (``demo``, ``resnet18``, ``tv:resnet18:random``, ``timm:resnet50.a1_in1k``, ``hf:ORG/NAME``, a
+``.pth``/``.safetensors``, ``.onnx`` or transformers ``.zip`` file, ``package.module:factory``) are those of
+:class:`~featviz_core.models.spec.ModelSpec`;
 ``--weights`` and ``--classes`` apply to your own model class, ``--classes`` to checkpoints and ONNX files too.
 """
 
@@ -45,6 +46,14 @@ def load_spec(
 
         return load_onnx(path.read_bytes(), path.name, input_size=input_size,
                          normalization=normalization or "imagenet", categories=categories)
+    if source is ModelSource.HF:
+        from .hf import load_hf
+
+        if not parsed.is_file:
+            return load_hf(name, progress=progress)
+        if not path.is_file():
+            raise ModelLoadError(f"There is no zip file {name}.")
+        return load_hf(path.read_bytes(), filename=path.name)
     if source is ModelSource.CHECKPOINT and name and path.is_file():
         from .checkpoint import load_checkpoint
 
@@ -63,6 +72,6 @@ def load_spec(
         if ":" in text or name in classification_models():  # a bare name must be one of torchvision's
             return load_torchvision(name, weights="DEFAULT" if parsed.pretrained else None, progress=progress)
     raise ModelLoadError(
-        f"'{spec}' is not a model featviz knows: give demo, a torchvision name (resnet18), timm:NAME, a "
-        ".pth/.safetensors/.onnx file, or package.module:factory."
+        f"'{spec}' is not a model featviz knows: give demo, a torchvision name (resnet18), timm:NAME, hf:ORG/NAME, "
+        "a .pth/.safetensors/.onnx file, a .zip of a transformers model folder, or package.module:factory."
     )

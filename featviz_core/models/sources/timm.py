@@ -10,10 +10,8 @@ only when a timm model is used.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import os
-import re
 import statistics
 import warnings
 from collections.abc import Callable
@@ -27,12 +25,11 @@ from ...errors import ModelLoadError
 from ..keys import model_key
 from ..loaded import LoadedModel, ModelSource
 from .download import ProgressCallback, fetch, offline
+from .hub import hf_cache_dir, hub_failure_reason, hub_progress_bar, verify_blob
 
 __all__ = ["download_timm_weights", "load_timm", "split_timm_name", "timm_preprocessing", "timm_weights_cached"]
 
 _log = logging.getLogger("featviz")
-if offline():  # FEATVIZ_OFFLINE=1 switches huggingface_hub off too (it reads this once, when first imported)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm itself looks for, in its order
 
 
@@ -74,16 +71,6 @@ def _pretrained_cfg(name: str) -> Any:
     return cfg
 
 
-def _hf_cache_dir() -> str:
-    """huggingface_hub's cache folder, read from the environment now (tests and admins may change it)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return os.environ["HF_HUB_CACHE"]
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"
-    )
-    return os.path.join(home, "hub")
-
-
 def _cached_file(cfg: Any) -> str | None:
     """The weights file of ``cfg`` if it is already on this machine (no network)."""
     if cfg.hf_hub_id:
@@ -91,7 +78,7 @@ def _cached_file(cfg: Any) -> str | None:
 
         repo, _, revision = cfg.hf_hub_id.partition("@")
         for filename in (cfg.hf_hub_filename,) if cfg.hf_hub_filename else _HF_FILES:
-            found = try_to_load_from_cache(repo, filename, cache_dir=_hf_cache_dir(), revision=revision or None)
+            found = try_to_load_from_cache(repo, filename, cache_dir=hf_cache_dir(), revision=revision or None)
             if isinstance(found, str) and os.path.isfile(found):
                 return found
         return None
@@ -109,44 +96,6 @@ def timm_weights_cached(name: str) -> bool:
         return _cached_file(_pretrained_cfg(name)) is not None
     except ModelLoadError:
         return False
-
-
-def _progress_bar(progress: ProgressCallback | None) -> type[Any] | None:
-    """A tqdm class that reports huggingface_hub's download progress to ``progress(done, total)``."""
-    if progress is None:
-        return None
-    from tqdm.auto import tqdm
-
-    class _Bar(tqdm):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = True  # nothing on the terminal; the app draws its own bar
-            super().__init__(*args, **kwargs)
-            self._done = int(kwargs.get("initial") or 0)
-            progress(self._done, int(self.total) if self.total else None)
-
-        def update(self, n: float | None = 1) -> bool | None:
-            self._done += int(n or 0)
-            progress(self._done, int(self.total) if self.total else None)
-            return None
-
-    return _Bar
-
-
-def _verify_blob(path: str) -> None:
-    """The hub names a large file's blob by its SHA-256: check the content against it."""
-    blob = os.path.realpath(path)
-    expected = os.path.basename(blob)
-    if not re.fullmatch(r"[0-9a-f]{64}", expected):
-        return  # a small (git) file: the hub names it by its git hash, which huggingface_hub checked
-    sha = hashlib.sha256()
-    with open(blob, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(chunk)
-    if sha.hexdigest() != expected:
-        os.remove(blob)
-        raise ModelLoadError(
-            "The downloaded weights are damaged (checksum mismatch) and were deleted. Try the download again."
-        )
 
 
 def download_timm_weights(name: str, progress: ProgressCallback | None = None) -> str:
@@ -175,8 +124,8 @@ def download_timm_weights(name: str, progress: ProgressCallback | None = None) -
     for i, filename in enumerate(filenames):
         try:
             path = hf_hub_download(
-                repo, filename, revision=revision or None, cache_dir=_hf_cache_dir(),
-                tqdm_class=_progress_bar(progress), library_name="featviz",
+                repo, filename, revision=revision or None, cache_dir=hf_cache_dir(),
+                tqdm_class=hub_progress_bar(progress), library_name="featviz",
             )
         except EntryNotFoundError:
             if i + 1 < len(filenames):
@@ -188,27 +137,12 @@ def download_timm_weights(name: str, progress: ProgressCallback | None = None) -
             _log.warning("download of %s/%s failed: %r", repo, filename, exc)
             raise ModelLoadError(
                 f"Could not download the pretrained weights of {name} from the Hugging Face hub: "
-                f"{_why(exc)}. Check the internet connection, or use the offline demo model or your own "
-                "checkpoint."
+                f"{hub_failure_reason(exc)}. Check the internet connection, or use the offline demo model or "
+                "your own checkpoint."
             ) from None
-        _verify_blob(path)
+        verify_blob(path)
         return path
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-_UNREACHABLE = ("offline", "localentrynotfound", "connect", "resolv", "resolution", "unreachable", "network",
-                "outgoing traffic")
-
-
-def _why(exc: BaseException) -> str:
-    text = f"{type(exc).__name__} {exc}".lower()
-    if any(marker in text for marker in _UNREACHABLE):
-        return "this computer could not reach the internet"
-    if "timeout" in text or "timed out" in text:
-        return "the download took too long"
-    if isinstance(exc, OSError):
-        return "the file could not be saved in the Hugging Face cache"
-    return "the hub did not answer as expected"
 
 
 def timm_preprocessing(
