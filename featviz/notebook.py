@@ -226,6 +226,7 @@ def _loaded_model(model: Any, classes: Sequence[str] | None, preprocessing: Any)
     from torch import nn
 
     from featviz_core import LoadedModel
+    from featviz_core.models.keys import model_key
     from featviz_core.models.sources import load_module
 
     number = registry.next_number()
@@ -234,11 +235,11 @@ def _loaded_model(model: Any, classes: Sequence[str] | None, preprocessing: Any)
             raise TypeError("preprocessing applies to an nn.Module; a LoadedModel carries its own.")
         if classes is not None:
             model = dataclasses.replace(model, categories=[str(c) for c in classes],
-                                        key=f"{model.key}:classes{number}")
+                                        key=model_key(model.key, f"classes{number}"))
         return model, number
     if isinstance(model, nn.Module):
         name = type(model).__name__
-        return load_module(model, preprocessing, classes, name=name, key=f"python:{number}:{name}"), number
+        return load_module(model, preprocessing, classes, name=name, key=model_key("python", number, name)), number
     raise TypeError(f"featviz.show() takes a torch nn.Module or a featviz_core.LoadedModel, not "
                     f"{type(model).__name__}.")
 

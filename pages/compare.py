@@ -12,7 +12,7 @@ from ui import cache
 from ui.errors import guard
 from ui.router import ensure_routed
 from ui.sidebar import page_header
-from ui.state import current
+from ui.state import Selection, current
 from ui.widgets import page_picker, page_slice
 
 ensure_routed()
@@ -30,62 +30,34 @@ A difference shows that the network *responds* differently to the two images at 
 which image is “right”.
 """
 
-selection = current()
-page_header("Compare two images", HOW_TO_READ, selection)
-state = st.session_state
-samples = list_samples()
-titles = {s.name: s.title for s in samples}
-
-c1, c2 = st.columns([1, 2])
-with c1:
+def _choose_b(selection: Selection) -> tuple[bytes | None, str]:
+    """Image B: a bundled sample (another one than A by default) or an upload; (its bytes or None, its name)."""
+    state = st.session_state
+    samples = list_samples()
+    titles = {s.name: s.title for s in samples}
     source = st.segmented_control(
         "Image B comes from", ["Sample", "Upload"], key="compare_source", default="Sample",
         help="The second image: a bundled sample or a file of yours (kept in memory only).",
     ) or "Sample"
-    data: bytes | None = None
-    name = ""
     if source == "Upload":
         upload = st.file_uploader(
             "Upload image B", type=list(SUPPORTED_EXTENSIONS), key="compare_upload",
             help="PNG, JPEG, WebP, BMP, GIF, TIFF or DICOM. Kept in memory for this session only.",
         )
-        if upload is not None:
-            data, name = upload.getvalue(), upload.name
-    else:
-        names = [s.name for s in samples]
-        if state.get("compare_sample") not in names:
-            others = [n for n in names if sample_bytes(n) != selection.image_bytes]
-            state["compare_sample"] = others[0] if others else names[0]
-        chosen = st.selectbox("Sample for image B", names, key="compare_sample", format_func=titles.get,
-                              help="A bundled image to compare with.")
-        data, name = sample_bytes(chosen), next(s.filename for s in samples if s.name == chosen)
-if data is None:
-    st.info("Upload image B to compare it with image A.", icon=":material/upload:")
-    st.stop()
-
-digest_b = image_digest(data)
-try:
-    image_b = cache.decoded_image(digest_b, data, name)
-except FeatvizError as exc:
-    st.error(str(exc))
-    st.stop()
-with c2:
-    a_col, b_col = st.columns(2)
-    a_col.image(selection.model.model_view(selection.image), caption=f"A · {selection.image_name}", width=220)
-    b_col.image(selection.model.model_view(image_b), caption=f"B · {name} · {describe_image(image_b)}", width=220)
-
-layer = selection.layer.name
-with guard("running the model on both images"):
-    maps_a = selection.maps()
-    maps_b = cache.extraction(digest_b, selection.model.key, (layer,), selection.model, image_b).activations[layer]
-    comparison = stats.compare_channels(maps_a, maps_b)
-
-if digest_b == selection.image_digest:
-    st.info("Image B is the same as image A, so every difference is zero.", icon=":material/info:")
+        return (upload.getvalue(), upload.name) if upload is not None else (None, "")
+    names = [s.name for s in samples]
+    if state.get("compare_sample") not in names:
+        others = [n for n in names if sample_bytes(n) != selection.image_bytes]
+        state["compare_sample"] = others[0] if others else names[0]
+    chosen = st.selectbox("Sample for image B", names, key="compare_sample", format_func=titles.get,
+                          help="A bundled image to compare with.")
+    return sample_bytes(chosen), next(s.filename for s in samples if s.name == chosen)
 
 
 @st.fragment
-def compare_grids() -> None:
+def compare_grids(selection: Selection, maps_a: np.ndarray, maps_b: np.ndarray, order_by_change: np.ndarray) -> None:
+    """The three grids (A, B, B − A) on one page of channels: display-only, reruns alone."""
+    layer = selection.layer.name
     n = maps_a.shape[0]
     o1, o2, o3 = st.columns(3)
     order = o1.selectbox(
@@ -96,7 +68,7 @@ def compare_grids() -> None:
     cmap = o2.selectbox("Colours for A and B", list(figures.COLORSCALES), key="compare_cmap",
                         help="The colour map of the two images' grids (the difference is always blue-white-red).")
     page = page_picker(n, key="compare_page", container=o3)
-    ordered = comparison.channels if order == "change" else np.arange(n)
+    ordered = order_by_change if order == "change" else np.arange(n)
     shown = page_slice(ordered, page)
     lo_a, hi_a = figures.layer_range(maps_a)
     lo_b, hi_b = figures.layer_range(maps_b)
@@ -121,15 +93,43 @@ def compare_grids() -> None:
     )
 
 
-compare_grids()
+def main() -> None:
+    selection = current()
+    page_header("Compare two images", HOW_TO_READ, selection)
+    c1, c2 = st.columns([1, 2])
+    with c1:
+        data, name = _choose_b(selection)
+    if data is None:
+        st.info("Upload image B to compare it with image A.", icon=":material/upload:")
+        return
+    digest_b = image_digest(data)
+    try:
+        image_b = cache.decoded_image(digest_b, data, name)
+    except FeatvizError as exc:
+        st.error(str(exc))
+        return
+    with c2:
+        a_col, b_col = st.columns(2)
+        a_col.image(selection.model.model_view(selection.image), caption=f"A · {selection.image_name}", width=220)
+        b_col.image(selection.model.model_view(image_b), caption=f"B · {name} · {describe_image(image_b)}",
+                    width=220)
+    layer = selection.layer.name
+    with guard("running the model on both images"):
+        maps_a = selection.maps()
+        maps_b = cache.extraction(digest_b, selection.model.key, (layer,), selection.model, image_b).activations[layer]
+        comparison = stats.compare_channels(maps_a, maps_b)
+    if digest_b == selection.image_digest:
+        st.info("Image B is the same as image A, so every difference is zero.", icon=":material/info:")
+    compare_grids(selection, maps_a, maps_b, comparison.channels)
+    st.subheader("Channels that changed most")
+    st.dataframe(pd.DataFrame(comparison.rows(top=20)), hide_index=True, width="stretch")
+    st.download_button(
+        "Download both images' maps (.npz)",
+        data=lambda: export.npz_bytes({f"A/{layer}": maps_a, f"B/{layer}": maps_b}),
+        file_name=export.export_filename(selection.model.name, layer, f"{selection.image_stem}_vs_{name}", "npz"),
+        mime="application/octet-stream", icon=":material/download:", on_click="ignore",
+        help="Exact float32 values of both images at this layer, keyed 'A/<layer>' and 'B/<layer>'.",
+    )
 
-st.subheader("Channels that changed most")
-table = pd.DataFrame(comparison.rows(top=20))
-st.dataframe(table, hide_index=True, width="stretch")
-st.download_button(
-    "Download both images' maps (.npz)",
-    data=lambda: export.npz_bytes({f"A/{layer}": maps_a, f"B/{layer}": maps_b}),
-    file_name=export.export_filename(selection.model.name, layer, f"{selection.image_stem}_vs_{name}", "npz"),
-    mime="application/octet-stream", icon=":material/download:", on_click="ignore",
-    help="Exact float32 values of both images at this layer, keyed 'A/<layer>' and 'B/<layer>'.",
-)
+
+main()

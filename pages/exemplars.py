@@ -17,9 +17,11 @@ from featviz_core.exemplars.result import fit
 from featviz_core.exemplars.search import EmptyCollectionError
 from featviz_core.images import Collection, image_digest, zip_collection
 from featviz_core.images.collection import MAX_FILES, folder_collection, inside, resolve_subfolder
-from ui import jobs
+from featviz_core.models import LoadedModel
+from ui import jobs, keys
 from ui.cli import options
 from ui.errors import guard
+from ui.job_view import start, stop_button
 from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import current, remember, request
@@ -48,21 +50,17 @@ Peaks are comparable within one channel; between channels, the numbers have no c
 share is a hint about the pattern, not a proof: always look at several, and at the weakest ones too.
 """
 
-selection = current()
-page_header("Exemplars", HOW_TO_READ, selection)
-model, layer = selection.model, selection.layer
-state = st.session_state
-root = options().images
 
 
 def _sticky(key: str, default: Any) -> None:
     """Keep a widget's value when other pages run (Streamlit forgets widgets that are not drawn)."""
+    state = st.session_state
     if key not in state:
         state[key] = state.get("_keep_" + key, default)
 
 
 def _keep(key: str) -> None:
-    state["_keep_" + key] = state.get(key)
+    st.session_state["_keep_" + key] = st.session_state.get(key)
 
 
 def _short(name: str, length: int = 22) -> str:
@@ -84,6 +82,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def _zip_source() -> Collection | None:
+    state = st.session_state
     upload = st.file_uploader(
         "A zip file of your images", type=["zip"], key="ex_zip",
         help="Put the images in a folder (sub-folders are fine), compress it, and upload the .zip. PNG, JPEG, "
@@ -104,7 +103,8 @@ def _zip_source() -> Collection | None:
     return cached[1]
 
 
-def _folder_source() -> Collection | None:
+def _folder_source(root: str) -> Collection | None:
+    state = st.session_state
     base = Path(root).expanduser()
     _sticky("ex_folder", "")
     relative = st.text_input(
@@ -122,7 +122,8 @@ def _folder_source() -> Collection | None:
     return cached[1]
 
 
-def _result_source() -> Exemplars | None:
+def _result_source(model: LoadedModel, root: str | None) -> Exemplars | None:
+    state = st.session_state
     upload = st.file_uploader(
         "A result file (.npz)", type=["npz"], key="ex_result_file",
         help="A file saved from this page, or written by python -m featviz_core.exemplars on the command line.",
@@ -149,28 +150,30 @@ def _result_source() -> Exemplars | None:
     return result
 
 
-sources = [ZIP, *([FOLDER] if root else []), RESULT]
-_sticky("ex_source", ZIP)
-if state.get("ex_source") not in sources:
-    state["ex_source"] = ZIP
-source = st.segmented_control(
-    "Your images", sources, key="ex_source",
-    help="A zip file of images (it stays in memory), "
-    + ("a folder on this computer, " if root else "")
-    + "or a result saved earlier.",
-) or ZIP
-_keep("ex_source")
+def _choose_source(root: str | None) -> str:
+    sources = [ZIP, *([FOLDER] if root else []), RESULT]
+    _sticky("ex_source", ZIP)
+    if st.session_state.get("ex_source") not in sources:
+        st.session_state["ex_source"] = ZIP
+    source = st.segmented_control(
+        "Your images", sources, key="ex_source",
+        help="A zip file of images (it stays in memory), "
+        + ("a folder on this computer, " if root else "")
+        + "or a result saved earlier.",
+    ) or ZIP
+    _keep("ex_source")
+    return source
 
 
 # ---------------------------------------------------------------------------------------------------
 # 2 · The run
 
 
-def _job_key(collection: Collection) -> str:
-    return f"exemplars|{model.key}|{layer.name}|{collection.key}|k{K}"
+def _job_key(model: LoadedModel, layer: str, collection: Collection) -> str:
+    return keys.exemplars_key(model.key, layer, collection.key, K)
 
 
-def _start(collection: Collection) -> None:
+def _start(model: LoadedModel, layer: str, collection: Collection) -> None:
     # Finished jobs stay in a table shared by the whole server: what goes there holds no image (the page
     # attaches this session's collection to show pictures), so a zip upload leaves with its session.
     def light(progress: jobs.Progress) -> jobs.Progress:
@@ -183,13 +186,13 @@ def _start(collection: Collection) -> None:
 
     def run(progress: jobs.Progress) -> Exemplars | EmptyCollectionError:
         try:
-            found = find_exemplars(model, layer.name, collection, k=K, batch_size=BATCH, progress=light(progress))
+            found = find_exemplars(model, layer, collection, k=K, batch_size=BATCH, progress=light(progress))
         except EmptyCollectionError as exc:  # shown with the list of files and reasons
             return exc
         return found.without_images()
 
-    jobs.start(_job_key(collection), run, label=f"exemplars {model.name} {layer.name}", owner=jobs.session_id(),
-               page=PAGE, total=len(collection))
+    start(_job_key(model, layer, collection), run, label=f"exemplars {model.name} {layer}", page=PAGE,
+          total=len(collection))
 
 
 def _draw_progress(job: jobs.Job) -> None:
@@ -205,8 +208,7 @@ def _draw_progress(job: jobs.Job) -> None:
     if isinstance(preview, ExemplarsProgress):
         failed = f" · {preview.failed} could not be read" if preview.failed else ""
         left.caption(f"Last read: {_short(preview.last, 40)}{failed}")
-    if right.button("Stop", key="ex_stop", icon=":material/stop:", help="Stop now and show what was found so far."):
-        jobs.stop(job.key)
+    stop_button(job, "ex_stop", help="Stop now and show what was found so far.", where=right)
 
 
 def _outcome(job: jobs.Job | None) -> Exemplars | None:
@@ -239,36 +241,32 @@ def _failures(failed: tuple[tuple[str, str], ...]) -> None:
                          width="stretch")
 
 
-result: Exemplars | None = None
-if source == RESULT:
-    result = _result_source()
-else:
-    collection = _zip_source() if source == ZIP else _folder_source()
-    if collection is not None:
-        refused = f" ({len(collection.refused)} left out)" if collection.refused else ""
-        if not collection.names:
-            st.warning(collection.empty_message(), icon=":material/warning:")
-            _failures(collection.refused)
-            st.stop()
-        key = _job_key(collection)
-        previous = state.get("_ex_job")
-        old = jobs.get(previous) if previous and previous != key else None
-        if old is not None and old.running and old.owner == jobs.session_id():
-            jobs.stop(old.key, "the user chose another layer, model or collection")  # no longer wanted
-        state["_ex_job"] = key
-        job = jobs.get(key)
-        st.caption(f"{collection.label[0].upper()}{collection.label[1:]}: {len(collection):,} files{refused} · layer {layer.name} "
-                   f"(choose the layer in the sidebar) · {K} images kept per channel")
-        if job is None or job.state in ("stopped", "failed"):
-            again = "Run again" if job is not None else f"Find the exemplars in {len(collection):,} files"
-            # on_click: the job starts before the page is drawn again, so this button is gone while it runs
-            st.button(again, key="ex_run", type="primary", icon=":material/play_arrow:", on_click=_start,
-                      args=(collection,))
-        if job is not None and job.running:
-            jobs.watch(key, _draw_progress)
-        result = _outcome(job)
-        if result is not None:
-            result = result.with_images(collection, model.model_view)
+def _run(model: LoadedModel, layer: str, collection: Collection) -> Exemplars | None:
+    """The search over ``collection``: its button, its progress while it runs, its result (or partial one)."""
+    state = st.session_state
+    refused = f" ({len(collection.refused)} left out)" if collection.refused else ""
+    if not collection.names:
+        st.warning(collection.empty_message(), icon=":material/warning:")
+        _failures(collection.refused)
+        st.stop()
+    key = _job_key(model, layer, collection)
+    previous = state.get("_ex_job")
+    old = jobs.get(previous) if previous and previous != key else None
+    if old is not None and old.running and old.owner == jobs.session_id():
+        jobs.stop(old.key, "the user chose another layer, model or collection")  # no longer wanted
+    state["_ex_job"] = key
+    job = jobs.get(key)
+    st.caption(f"{collection.label[0].upper()}{collection.label[1:]}: {len(collection):,} files{refused} · layer {layer} "
+               f"(choose the layer in the sidebar) · {K} images kept per channel")
+    if job is None or job.state in ("stopped", "failed"):
+        again = "Run again" if job is not None else f"Find the exemplars in {len(collection):,} files"
+        # on_click: the job starts before the page is drawn again, so this button is gone while it runs
+        st.button(again, key="ex_run", type="primary", icon=":material/play_arrow:", on_click=_start,
+                  args=(model, layer, collection))
+    if job is not None and job.running:
+        jobs.watch(key, _draw_progress)
+    result = _outcome(job)
+    return result.with_images(collection, model.model_view) if result is not None else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -281,6 +279,7 @@ TILES_KEPT = 200
 def _tile(result_key: str, channel: int, i: int, kind: str, result_: Exemplars) -> Image.Image:
     """One picture of the page, enlarged without blurring (a patch can be a few pixels). Kept in this
     session only (they are the user's images), the last TILES_KEPT of them."""
+    state = st.session_state
     tiles: OrderedDict[tuple[str, int, int, str], Image.Image] = state.setdefault("_ex_tiles", OrderedDict())
     key = (result_key, channel, i, kind)
     if key in tiles:
@@ -296,6 +295,7 @@ def _tile(result_key: str, channel: int, i: int, kind: str, result_: Exemplars) 
 
 def _open(result_: Exemplars, name: str) -> None:
     """Make an exemplar the sidebar's image (as if it had been uploaded there)."""
+    state = st.session_state
     try:
         data = result_.image_bytes(name)
     except FeatvizError as exc:
@@ -325,6 +325,7 @@ def _row(result_: Exemplars, result_key: str, channel: int, kind: str, title: st
 
 
 def _show(result_: Exemplars) -> None:
+    state = st.session_state
     if state.get("_ex_opened"):
         st.success(f"{_short(state.pop('_ex_opened'), 60)} is now the image in the sidebar.",
                    icon=":material/check_circle:")
@@ -356,7 +357,7 @@ def _show(result_: Exemplars) -> None:
                            format_func=lambda c: f"channel {c} · highest peak {best[c]:.3g}",
                            help="Type a number to jump to a channel.")
     _keep("ex_channel")
-    result_key = f"{result_.collection_key}|{result_.model_key}|{result_.layer}|{result_.count}"
+    result_key = keys.exemplars_tiles_key(result_.collection_key, result_.model_key, result_.layer, result_.count)
     if not result_.has_images:
         st.caption("Pictures are not available for this result: the names and values are listed.")
     _row(result_, result_key, channel, "top", "Strongest images — the number is the channel's highest value in "
@@ -405,6 +406,21 @@ def _has_pyarrow() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
-if result is not None:
-    with guard("showing the exemplars", stop=False):
-        _show(result)
+def main() -> None:
+    selection = current()
+    page_header("Exemplars", HOW_TO_READ, selection)
+    model, layer, root = selection.model, selection.layer.name, options().images
+    source = _choose_source(root)
+    result: Exemplars | None = None
+    if source == RESULT:
+        result = _result_source(model, root)
+    else:
+        collection = _zip_source() if source == ZIP else _folder_source(str(root))
+        if collection is not None:
+            result = _run(model, layer, collection)
+    if result is not None:
+        with guard("showing the exemplars", stop=False):
+            _show(result)
+
+
+main()

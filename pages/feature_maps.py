@@ -179,7 +179,11 @@ def stats_and_exports(selection: Selection) -> None:
         c3.caption("Pictures: use the camera icon above each chart to save it as PNG.")
 
 
-selection = current()
-page_header("Feature maps", HOW_TO_READ, selection)
-grid_and_detail(selection)
-stats_and_exports(selection)
+def main() -> None:
+    selection = current()
+    page_header("Feature maps", HOW_TO_READ, selection)
+    grid_and_detail(selection)
+    stats_and_exports(selection)
+
+
+main()

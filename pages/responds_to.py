@@ -13,9 +13,10 @@ from PIL import Image
 
 from featviz_core import export, figures, stats
 from featviz_core.visualize import GalleryPreview, Visualization, visualize, visualize_channels
-from featviz_core.visualize.optimize import check_model, montage, settings_key
-from ui import jobs
+from featviz_core.visualize.optimize import check_model, montage
+from ui import jobs, keys
 from ui.errors import guard
+from ui.job_view import start, stop_button
 from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import Selection, current, request, url_values, write_url
@@ -137,15 +138,14 @@ def _filename(selection: Selection, what: str) -> str:
     return base.rsplit(".", 1)[0] + f"_{what}.png"
 
 
-def _draw_single(selection: Selection, key: str, channel: int, job: jobs.Job) -> None:
+def _draw_single(selection: Selection, channel: int, job: jobs.Job) -> None:
     if job.running:
         eta = job.eta()
         left = f" · about {eta:.0f} s left" if eta is not None else ""
         st.progress(job.fraction, text=f"Making the picture: step {job.done} of {job.total}{left}")
         if job.preview is not None:
             _pictures(job.preview, [f"Step {job.done}"] * len(job.preview))
-        if st.button("Stop", icon=":material/stop:", key="viz_stop"):
-            jobs.stop(key)
+        stop_button(job, "viz_stop")
         return
     if job.state == "failed":
         st.error(job.error or "This picture could not be made.", icon=":material/error:")
@@ -230,80 +230,95 @@ def _known(model_key: str, layer: str, channels: list[int], size: int, steps: in
     """Finished single pictures with the gallery's settings (they are not made again)."""
     found = {}
     for channel in channels:
-        job = jobs.get(settings_key(model_key, layer, channel, "channel", size, steps, seed))
+        job = jobs.get(keys.visualize_key(model_key, layer, channel, "channel", size, steps, seed))
         if job is not None and job.state == "done":
             found[channel] = job.result
     return found
 
 
-def gallery_key_for(model_key: str, layer: str, order: list[int], size: int, steps: int, seed: int) -> str:
-    return f"gallery|{model_key}|{layer}|{','.join(map(str, order[:GALLERY_SIZE]))}|{size}|{steps}|{seed}"
+def _from_gallery(selection: Selection, key: str, channel: int, strongest: list[int], size: int, steps: int,
+                  seed: int) -> None:
+    """The picture of ``channel`` made for the finished gallery, as this picture's job (not made again)."""
+    model, layer = selection.model, selection.layer.name
+    gallery = jobs.get(keys.gallery_key(model.key, layer, strongest, size, steps, seed))
+    if jobs.get(key) is None and gallery is not None and gallery.state == "done":
+        made = {r.channel: r for r in gallery.result}.get(channel)
+        if made is not None:
+            start(key, lambda _progress: made, label=f"visualize {layer} #{channel} (from the gallery)", page=PAGE,
+                  total=steps)
 
 
-selection = current()
-page_header("What it responds to", HOW_TO_READ, selection)
-model, layer = selection.model, selection.layer.name
-state = st.session_state
-with guard("checking the model"):
-    check_model(model)
-    maps = selection.maps()
-order = _strongest(maps)
-_sync_channel(selection, maps.shape[0], order[0])
-channel, objective, size, steps, seed = _controls(maps.shape[0])
-key = settings_key(model.key, layer, channel, objective, size, steps, seed)
-owner = jobs.session_id()
+def _single(selection: Selection, maps: np.ndarray, strongest: list[int], settings: tuple[int, str, int, int, int],
+            ) -> None:
+    """One picture for the chosen channel (made when asked), beside the channel's map on the image."""
+    model, layer = selection.model, selection.layer.name
+    channel, objective, size, steps, seed = settings
+    state = st.session_state
+    key = keys.visualize_key(model.key, layer, channel, objective, size, steps, seed)
+    auto = state.pop("_viz_autostart", False)  # asked for from the Feature maps page
+    if not state.get("_viz_seen"):
+        state["_viz_seen"] = True
+        auto = auto or bool(st.query_params.get("vseed"))  # opened from a link that holds a picture's settings
+    if objective == "channel":
+        _from_gallery(selection, key, channel, strongest, size, steps, seed)
+    existing = jobs.get(key)
+    busy = existing is not None and existing.state in ("running", "done")  # made or being made: nothing to start
+    pressed = st.button(f"Start: make a picture for channel {channel}", type="primary", icon=":material/play_arrow:",
+                        disabled=busy, key="viz_start",
+                        help="Optimizes a picture for this channel (a few seconds to a minute, depending on the "
+                        "model and layer). The page stays usable meanwhile; leaving it stops the computation.")
+    if pressed or auto:
+        def work(progress: jobs.Progress) -> Visualization:
+            return visualize(model, layer, channel, objective=objective, size=size, steps=steps, seed=seed,
+                             progress=progress)
 
-auto = state.pop("_viz_autostart", False)  # asked for from the Feature maps page
-if not state.get("_viz_seen"):
-    state["_viz_seen"] = True
-    auto = auto or bool(st.query_params.get("vseed"))  # opened from a link that holds a picture's settings
-gallery_done = jobs.get(gallery_key_for(model.key, layer, order, size, steps, seed))
-if jobs.get(key) is None and objective == "channel" and gallery_done is not None and gallery_done.state == "done":
-    made = {r.channel: r for r in gallery_done.result}.get(channel)
-    if made is not None:  # already made for the gallery: shown, not made again
-        jobs.start(key, lambda _progress: made, label=f"visualize {layer} #{channel} (from the gallery)", owner=owner,
-                   page=PAGE, total=steps)
+        start(key, work, label=f"visualize {model.name} {layer} #{channel}", page=PAGE, total=steps)
+        st.rerun()  # draw it as running (the Start button greyed out) from the first moment
+    left, right = st.columns(2)
+    with left:
+        if jobs.get(key) is None:
+            st.info(f"Press **Start** to make a picture that channel {channel} responds to. Meanwhile, the map on "
+                    "the right shows where this channel fires in your image.", icon=":material/touch_app:")
+        jobs.watch(key, lambda job: _draw_single(selection, channel, job))
+    with right:
+        _draw_map(selection, maps, channel)
 
-existing = jobs.get(key)
-busy = existing is not None and existing.state in ("running", "done")  # made or being made: nothing to start
-start = st.button(f"Start: make a picture for channel {channel}", type="primary", icon=":material/play_arrow:",
-                  disabled=busy, key="viz_start",
-                  help="Optimizes a picture for this channel (a few seconds to a minute, depending on the model "
-                  "and layer). The page stays usable meanwhile; leaving it stops the computation.")
-if start or auto:
-    def work(progress: jobs.Progress) -> Visualization:
-        return visualize(model, layer, channel, objective=objective, size=size, steps=steps, seed=seed,
-                         progress=progress)
 
-    jobs.start(key, work, label=f"visualize {model.name} {layer} #{channel}", owner=owner, page=PAGE, total=steps)
-    st.rerun()  # draw it as running (the Start button greyed out) from the first moment
+def _gallery(selection: Selection, strongest: list[int], size: int, steps: int, seed: int) -> None:
+    """One picture for each of the layer's strongest channels, made one after another when asked."""
+    model, layer = selection.model, selection.layer.name
+    st.subheader(f"The {GALLERY_SIZE} strongest channels of this layer for this image")
+    key = keys.gallery_key(model.key, layer, strongest, size, steps, seed)
+    st.caption(f"Channels {', '.join(map(str, strongest))}, strongest first (by their average on your image). "
+               f"One picture each, {size} px, {steps} steps, seed {seed}.")
+    gallery = jobs.get(key)
+    if st.button(f"Make all {len(strongest)} pictures", icon=":material/grid_view:", key="viz_gallery_start",
+                 disabled=gallery is not None and gallery.state in ("running", "done"),
+                 help="One picture for each of these channels, one after another (about 8 times as long as one)."):
+        known = _known(model.key, layer, strongest, size, steps, seed)
 
-left, right = st.columns(2)
-with left:
-    if jobs.get(key) is None:
-        st.info(f"Press **Start** to make a picture that channel {channel} responds to. Meanwhile, the map on the "
-                "right shows where this channel fires in your image.", icon=":material/touch_app:")
-    jobs.watch(key, lambda job: _draw_single(selection, key, channel, job))
-with right:
-    _draw_map(selection, maps, channel)
+        def work_all(progress: jobs.Progress) -> list[Visualization]:
+            return visualize_channels(model, layer, strongest, size=size, steps=steps, seed=seed, progress=progress,
+                                      known=known)
 
-st.subheader(f"The {GALLERY_SIZE} strongest channels of this layer for this image")
-strongest = order[:GALLERY_SIZE]
-gallery_key = gallery_key_for(model.key, layer, order, size, steps, seed)
-st.caption(f"Channels {', '.join(map(str, strongest))}, strongest first (by their average on your image). "
-           f"One picture each, {size} px, {steps} steps, seed {seed}.")
-gallery = jobs.get(gallery_key)
-if st.button(f"Make all {len(strongest)} pictures", icon=":material/grid_view:", key="viz_gallery_start",
-             disabled=gallery is not None and gallery.state in ("running", "done"),
-             help="One picture for each of these channels, one after another (about 8 times as long as one)."):
-    known = _known(model.key, layer, strongest, size, steps, seed)
+        start(key, work_all, label=f"gallery {model.name} {layer}", page=PAGE, total=steps * len(strongest))
+        st.rerun()
+    jobs.watch(key, lambda job: _draw_gallery(selection, strongest, job))
 
-    def work_all(progress: jobs.Progress) -> list[Visualization]:
-        return visualize_channels(model, layer, strongest, size=size, steps=steps, seed=seed, progress=progress,
-                                  known=known)
 
-    jobs.start(gallery_key, work_all, label=f"gallery {model.name} {layer}", owner=owner, page=PAGE,
-               total=steps * len(strongest))
-    st.rerun()
-jobs.watch(gallery_key, lambda job: _draw_gallery(selection, strongest, job))
-write_url(url_values(selection))
+def main() -> None:
+    selection = current()
+    page_header("What it responds to", HOW_TO_READ, selection)
+    with guard("checking the model"):
+        check_model(selection.model)
+        maps = selection.maps()
+    order = _strongest(maps)
+    _sync_channel(selection, maps.shape[0], order[0])
+    settings = _controls(maps.shape[0])
+    strongest = order[:GALLERY_SIZE]
+    _single(selection, maps, strongest, settings)
+    _gallery(selection, strongest, *settings[2:])
+    write_url(url_values(selection))
+
+
+main()

@@ -479,3 +479,18 @@ def test_a_model_run_by_onnxruntime_gets_score_cam_one_image_at_a_time() -> None
     eigen = cam(model, image, layer, None, "eigencam")
     np.testing.assert_allclose(eigen.cam, reference_map("eigencam", a, None), rtol=1e-5, atol=1e-6)
     assert hook_count(model.module) == 0 and lock_is_free(model)
+
+
+def test_available_methods_say_what_a_run_refuses(tiny, image) -> None:
+    """The page offers what available_methods allows; a refused method's sentence is the one its run raises."""
+    from featviz_core.cam.methods import available_methods
+
+    assert available_methods(tiny) == dict.fromkeys(METHODS)
+    frozen = dataclasses.replace(tiny, supports_gradients=False)
+    offered = available_methods(frozen)
+    assert [m for m, why in offered.items() if why is None] == ["scorecam", "eigencam"]
+    for method in GRADIENT:
+        with pytest.raises(CamError) as refused:
+            cam(frozen, image, "bn2", 1, method)
+        assert str(refused.value) == offered[method]
+    assert offered["ablationcam"] is not None and "must change a layer" in offered["ablationcam"]

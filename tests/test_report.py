@@ -192,3 +192,25 @@ def test_the_report_gathers_what_the_pages_chose(make_app) -> None:
     assert "Layer-CAM at layer" in data.decode() and "Channel 3 in detail" in data.decode()
     slow = ui_report.build_report(request.__class__(**{**request.__dict__, "cam_method": "scorecam"}))
     assert "had not finished when this report was made" in slow.decode()
+
+
+def test_the_report_reads_the_choice_the_page_made(make_app) -> None:
+    from ui.state import CamChoice
+
+    at = make_app(page="pages/where_it_looks.py")
+    at.selectbox(key="cam_method").set_value("layercam").run()
+    at.selectbox(key="cam_layer").set_value("block3.conv2").run()
+    no_exception(at)
+    state = at.session_state
+    sel = state["_selection"]
+    choice = state["_cam_choice"].choice  # what the report button holds and reads when clicked
+    assert choice == CamChoice(sel.image_digest, sel.model.key, "block3.conv2", state["cam_class"], "layercam")
+    request = ui_report.request_for(sel, True, 3, choice)
+    assert (request.cam_layer, request.cam_class, request.cam_method, request.target) == (
+        "block3.conv2", state["cam_class"], "layercam", None)
+    other_image = ui_report.request_for(sel, True, 3, CamChoice("another", sel.model.key, "block3.conv2", 1, "layercam"))
+    assert (other_image.cam_layer, other_image.cam_class) == ("block3.conv2", None), "the class is the image's"
+    other_model = ui_report.request_for(sel, True, 3, CamChoice(sel.image_digest, "another", "x", 1, "scorecam"))
+    assert (other_model.cam_layer, other_model.cam_class, other_model.cam_method) == (None, None, "scorecam")
+    data = ui_report.build_report(request)
+    assert "Layer-CAM at layer" in data.decode() and "block3.conv2" in data.decode()

@@ -104,3 +104,24 @@ def test_layer_of_another_model_is_replaced_by_the_default(make_app) -> None:
     no_exception(at)
     sel = at.session_state["_selection"]
     assert sel.layer.name in {i.name for i in sel.layers}
+
+
+def test_a_link_to_a_model_not_on_offer_says_which_model_is_shown(make_app, monkeypatch) -> None:
+    at = make_app(query={"model": "tv:no_such_net"})
+    no_exception(at)
+    assert at.session_state["_selection"].model.source == "demo"
+    assert [i.value for i in at.info if "The link" in i.value] == [
+        "The link names torchvision model no_such_net, which this featviz cannot open; showing the demo model "
+        "instead."]
+    monkeypatch.delenv("FEATVIZ_MODEL", raising=False)
+    at = make_app(query={"model": "code"})
+    no_exception(at)
+    assert any(i.value.startswith("The link names the model given on the command line, which this featviz cannot "
+                                  "open") for i in at.info)
+
+
+def test_a_link_to_an_offered_model_has_no_such_notice(make_app) -> None:
+    at = make_app(query={"model": "tv:resnet18:random"})
+    no_exception(at)
+    assert at.session_state["_selection"].model.key == "torchvision:resnet18:random"
+    assert not [i.value for i in at.info if "The link" in i.value]

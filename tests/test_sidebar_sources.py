@@ -123,3 +123,12 @@ def test_a_model_with_a_fixed_input_size_says_which_size_featviz_chose(make_app,
     assert sel.model.source == "code" and sel.model.input_size == (32, 32)
     assert any("featviz chose 32×32, the size this model accepts" in c.value for c in at.sidebar.caption)
     assert plotly_figures(at), "the feature maps of the 32×32 input are drawn"
+
+
+def test_a_link_to_a_timm_model_not_in_the_menu_says_which_one_is_shown(make_app) -> None:
+    name = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
+    at = make_app(query={"model": f"timm:{name}:random"})
+    no_exception(at)
+    assert at.session_state["_selection"].model.key == "timm:resnet50.a1_in1k:random"
+    assert f"The link names timm model {name}, which this featviz cannot open; showing resnet50.a1_in1k instead." in [
+        i.value for i in at.info]

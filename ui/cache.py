@@ -3,7 +3,8 @@
 Models: ``st.cache_resource`` (shared by all sessions; each LoadedModel carries its own lock).
 Extractions: ``st.cache_data`` keyed by the image bytes' digest + the model key + the layer names.
 Images: decoded once per digest. Maps (CAM) and sanity checks: keyed by the same digest and model key + the layer,
-the class or target, the method (the slow methods' results live in ui/jobs.py under :func:`cam_key`).
+the class or target, the method (the slow methods' results live in ui/jobs.py under :func:`ui.keys.cam_key`).
+Every key is built in :mod:`ui.keys`.
 All of it stays in memory: nothing a user uploads is written to disk.
 """
 
@@ -40,6 +41,7 @@ from featviz_core.models import choose_device, place
 from featviz_core.models.sources import OnnxInfo, inspect_onnx, load_checkpoint, load_onnx
 
 from .frame import busy
+from .keys import cam_key as cam_key  # where the pages found it first
 
 log = logging.getLogger("featviz")
 
@@ -178,14 +180,6 @@ def extraction(
     """One forward pass per (image, model, layers); every later display change reads it from here."""
     _count_forward("extract", model_key, digest, layers)
     return extract(_model, _image, list(layers))
-
-
-def cam_key(
-    digest: str, model_key: str, layer: str, class_index: int | None, method: str, target: CamTarget | None
-) -> str:
-    """One string for a map's inputs (cache and job keys): image digest, model, layer, class or target, method."""
-    what = f"class={class_index}" if target is None else f"target={target.key}"
-    return f"{digest}|{model_key}|{layer}|{what}|{method}"
 
 
 @st.cache_data(max_entries=EXTRACTION_ENTRIES, max_size=EXTRACTION_BYTES, show_spinner=False)

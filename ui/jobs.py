@@ -14,7 +14,8 @@ A job stops when
 
 Finished jobs stay in a small process-wide table (``KEEP_FINISHED``), so a result reappears without being
 computed again; a job that failed or was stopped is started afresh by the next :func:`start`.
-Nothing here calls Streamlit from the worker thread: pages poll the job from an ``st.fragment``.
+Nothing here calls Streamlit from the worker thread: pages poll the job from an ``st.fragment`` (:func:`watch`;
+ui/job_view.py starts a page's job, draws its Stop button and hands over its result once done).
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 """Sidebar "2 · Model": which source, that source's own widgets (ui/source_*.py), and the first view.
 
-Every source returns (a LoadedModel or None while it is not ready, the model's spec for shareable links);
-until a chosen model is ready, the offline demo model is shown with a one-line notice.
+Every source returns (a LoadedModel or None while it is not ready, the model's :class:`ModelSpec` for shareable
+links); until a chosen model is ready, the offline demo model is shown with a one-line notice. A link naming a
+model the sidebar cannot offer says so in the page's notice, with the model shown instead.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from featviz_core import LoadedModel
-from featviz_core.models import describe_device
+from featviz_core import LoadedModel, ModelLoadError
+from featviz_core.models import ModelSource, ModelSpec, describe_device
 
 from . import cache, source_checkpoint, source_code, source_imagenet, source_onnx
 from .errors import guard
@@ -28,8 +29,7 @@ def first_view_defaults() -> str | None:
     state = st.session_state
     spec = state.get("model_spec")
     if spec:
-        apply_model_spec(spec)
-        return None
+        return apply_model_spec(spec)
     if "model_kind" in state:  # chosen before the first run (tests, or a session restored)
         return None
     code = source_code.label()
@@ -47,20 +47,34 @@ def first_view_defaults() -> str | None:
             "machine yet. Choose “ImageNet model” in the sidebar to download them, or upload your own checkpoint.")
 
 
-def apply_model_spec(spec: str) -> None:
-    """Restore the model widgets from a shared link's ``model`` parameter."""
+def cannot_open(named: str, instead: str) -> str:
+    """The notice for a link whose model is not on offer here."""
+    return f"The link names {named}, which this featviz cannot open; showing {instead} instead."
+
+
+def apply_model_spec(text: str) -> str | None:
+    """Restore the model widgets from a shared link's ``model`` parameter; returns the notice saying so when
+    the link names a model this featviz cannot offer (and which model is shown instead), else None."""
     state = st.session_state
-    parts = spec.split(":")
-    if parts[0] == "demo":
-        state["model_kind"] = DEMO
-    elif source_imagenet.apply_spec(parts):
+    state["model_kind"] = DEMO
+    try:
+        spec = ModelSpec.parse(text)
+    except ModelLoadError:
+        return cannot_open(f"the model '{text}'", "the demo model")
+    if spec.library:
+        shown = source_imagenet.apply_spec(spec)
+        if shown is None:
+            return cannot_open(spec.describe(), "the demo model")
         state["model_kind"] = IMAGENET
-    elif parts[0] == "checkpoint":
-        state["model_kind"] = CHECKPOINT
-    elif parts[0] == "onnx":
-        state["model_kind"] = ONNX
-    elif parts[0] == "code" and source_code.offered():
-        state["model_kind"] = CODE
+        return None if shown == spec.name else cannot_open(spec.describe(), shown)
+    code = source_code.available()
+    ours = source_code.offered() and (not spec.name or (code is not None and spec.name == code.model))
+    kinds = {ModelSource.DEMO: DEMO, ModelSource.CHECKPOINT: CHECKPOINT, ModelSource.ONNX: ONNX,
+             ModelSource.CODE: CODE if ours else None}
+    if kinds.get(spec.source) is None or spec.is_file:  # a file is never opened from a link
+        return cannot_open(spec.describe(), "the demo model")
+    state["model_kind"] = kinds[spec.source]
+    return None
 
 
 def section() -> tuple[LoadedModel, str, str | None]:
@@ -77,7 +91,7 @@ def section() -> tuple[LoadedModel, str, str | None]:
         label_visibility="collapsed",
     )
     model: LoadedModel | None = None
-    spec = "demo"
+    spec = ModelSpec(ModelSource.DEMO)
     if kind == IMAGENET:
         model, spec = source_imagenet.section()
     elif kind == CHECKPOINT:
@@ -92,8 +106,8 @@ def section() -> tuple[LoadedModel, str, str | None]:
             notice = "Showing the offline demo model until the model you chose is ready."
         with guard("loading the demo model"):
             model = cache.demo_model()
-    state["model_spec"] = spec
+    state["model_spec"] = str(spec)
     st.caption(f"{model.provenance} · runs on {describe_device(model.device)}")
-    if model.source in ("torchvision", "timm") and model.weights is None:
+    if model.has_random_weights:
         st.caption("⚠️ Random weights: the predictions mean nothing; the maps show an untrained network.")
     return model, model.provenance, notice

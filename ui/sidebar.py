@@ -134,7 +134,7 @@ def _prediction_section(selection: Selection) -> None:
             return
         for name, p in top:
             st.progress(min(max(p, 0.0), 1.0), text=f"{name} — {p * 100:.1f}%")
-        if selection.model.source in ("checkpoint", "code", "onnx") and not selection.model.categories:
+        if selection.model.takes_class_names and not selection.model.categories:
             st.caption("Add a class-names file to see names instead of class numbers.")
 
 

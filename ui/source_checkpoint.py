@@ -3,33 +3,36 @@ torchvision or timm architecture (detected automatically), with an optional clas
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 
 import streamlit as st
 
 from featviz_core import FeatvizError, LoadedModel
 from featviz_core.images import image_digest
-from featviz_core.models import parse_class_names
+from featviz_core.models import ModelSource, ModelSpec, parse_class_names
 from featviz_core.models.sources import classification_models
 from featviz_core.models.sources.timm_catalog import architectures as timm_architectures
 
-from . import cache
+from . import cache, keys
 from .errors import guard, log
 from .state import remember
 
 AUTO_ARCH = "Detect automatically"
+SPEC = ModelSpec(ModelSource.CHECKPOINT)  # a link never holds the file: "checkpoint"
 
 
 @lru_cache(maxsize=1)
 def arch_choices() -> tuple[str, ...]:
-    """The architecture menu: automatic, torchvision's names, then timm's (as ``timm:name``)."""
-    timm_names = sorted(f"timm:{arch.name}" for arch in timm_architectures(maps_only=True))
+    """The architecture menu: automatic, torchvision's names, then timm's (as their spec, ``timm:name``)."""
+    timm_names = sorted(str(ModelSpec(ModelSource.TIMM, arch.name)) for arch in timm_architectures(maps_only=True))
     return (AUTO_ARCH, *classification_models(), *timm_names)
 
 
 def _arch_label(choice: str) -> str:
-    return f"{choice[5:]} (timm)" if choice.startswith("timm:") else choice
+    if choice == AUTO_ARCH:
+        return choice
+    spec = ModelSpec.parse(choice)
+    return f"{spec.name} (timm)" if spec.source is ModelSource.TIMM else choice
 
 
 def class_names_upload(key: str, remember_key: str) -> tuple[tuple[str, ...] | None, str]:
@@ -44,11 +47,11 @@ def class_names_upload(key: str, remember_key: str) -> tuple[tuple[str, ...] | N
         return None, ""
     with guard("reading the class names", stop=False):
         names = tuple(parse_class_names(state[remember_key]))
-        return names, hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+        return names, keys.names_key(names)
     return None, ""
 
 
-def section() -> tuple[LoadedModel | None, str]:
+def section() -> tuple[LoadedModel | None, ModelSpec]:
     upload = st.file_uploader(
         "Weights file (.pt, .pth, .bin or .safetensors)",
         type=["pt", "pth", "bin", "ckpt", "safetensors"],
@@ -68,16 +71,16 @@ def section() -> tuple[LoadedModel | None, str]:
     state = st.session_state
     if not state.get("_last_ckpt"):
         st.caption("Upload a weights file to use it; the demo model is shown meanwhile.")
-        return None, "checkpoint"
+        return None, SPEC
     filename, data = state["_last_ckpt"]
     arch = None if arch_choice == AUTO_ARCH else arch_choice
     try:
         with st.spinner("Reading the weights and finding their architecture…"):
-            return cache.checkpoint_model(image_digest(data), arch, names_key, data, names, filename), "checkpoint"
+            return cache.checkpoint_model(image_digest(data), arch, names_key, data, names, filename), SPEC
     except FeatvizError as exc:
         st.error(str(exc))
     except Exception:
         log.exception("Unexpected error while loading a checkpoint")
         st.error("This checkpoint could not be read. Save a state dict with "
                  "torch.save(model.state_dict(), 'model.pt') and upload that file.")
-    return None, "checkpoint"
+    return None, SPEC

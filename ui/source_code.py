@@ -11,10 +11,13 @@ import streamlit as st
 
 from featviz.registry import Shown, current
 from featviz_core import FeatvizError, LoadedModel
+from featviz_core.models import ModelSource, ModelSpec
 
 from . import cache
 from .cli import Options, options
 from .errors import log
+
+SPEC = ModelSpec(ModelSource.CODE)  # "code": the model given on the command line
 
 
 def from_python() -> Shown | None:
@@ -42,25 +45,25 @@ def label() -> str | None:
     return None if found is None else f"{found.model}, as given on the command line"
 
 
-def section() -> tuple[LoadedModel | None, str]:
+def section() -> tuple[LoadedModel | None, ModelSpec]:
     shown = from_python()
     if shown is not None:
         st.caption(f"From Python: `{shown.model.name}` (featviz.show)")
         with cache.model_spinner(f"Preparing {shown.model.name}…", "python", shown.number):
-            return cache.prepared(shown.model), "code"
+            return cache.prepared(shown.model), SPEC
     found = available()
     if found is None:  # pragma: no cover - the kind is only offered when a model was given
         st.caption("Start featviz with --model package.module:factory to see your own model here.")
-        return None, "code"
+        return None, SPEC
     st.caption(f"From the command line: `{found.model}`" + (f" with `{found.weights}`" if found.weights else ""))
     try:
-        with cache.model_spinner(f"Building {found.model}…", "code", found):
+        with cache.model_spinner(f"Building {found.model}…", SPEC, found):
             model = cache.prepared(cache.code_model(found.model, found.weights, found.classes, found.input_size,
                                                     found.normalization))
-        return model, "code"
+        return model, SPEC
     except FeatvizError as exc:
         st.error(str(exc))
     except Exception:
         log.exception("Unexpected error while building %s", found.model)
         st.error(f"{found.model} could not be built; the details were written to the server log.")
-    return None, "code"
+    return None, SPEC

@@ -14,6 +14,7 @@ from functools import lru_cache
 import streamlit as st
 
 from featviz_core import FeatvizError, LoadedModel
+from featviz_core.models import ModelSource, ModelSpec
 from featviz_core.models.sources import (
     architecture_info,
     classification_models,
@@ -109,7 +110,11 @@ def _weights_gate(label: str, size: str, cached: bool, fetch: Callable[[Progress
     return False
 
 
-def _torchvision() -> tuple[LoadedModel | None, str]:
+def _default_timm(tags: tuple[str, ...], labels: dict[str, str]) -> str:
+    return DEFAULT_TIMM if DEFAULT_TIMM in labels else tags[0]
+
+
+def _torchvision() -> tuple[LoadedModel | None, ModelSpec]:
     state = st.session_state
     archs = cnn_architectures()
     if state.get("arch") not in archs:
@@ -119,9 +124,9 @@ def _torchvision() -> tuple[LoadedModel | None, str]:
         help="Any convolutional network from torchvision. Type to search (e.g. “resnet”, “efficient”).",
     )
     pretrained = _pretrained_toggle()
-    spec = f"tv:{arch}" + ("" if pretrained else ":random")
+    spec = ModelSpec(ModelSource.TORCHVISION, arch, pretrained)
     if not pretrained:
-        with guard("building the model"), cache.model_spinner(f"Building {arch}…", "torchvision", arch, False):
+        with guard("building the model"), cache.model_spinner(f"Building {arch}…", spec):
             return cache.prepared(cache.torchvision_model(arch, False)), spec
     info = architecture_info(arch)
     size = f"{info.download_mb:.0f} MB" if info.download_mb else "a file"
@@ -131,32 +136,32 @@ def _torchvision() -> tuple[LoadedModel | None, str]:
     if not _weights_gate(arch, size, weights_are_cached(arch), lambda p: download_weights(arch, progress=p),
                          "download.pytorch.org", auto=auto):
         return None, spec
-    with guard("loading the model"), cache.model_spinner(f"Loading {arch}…", "torchvision", arch, True):
+    with guard("loading the model"), cache.model_spinner(f"Loading {arch}…", spec):
         return cache.prepared(cache.torchvision_model(arch, True)), spec
     return None, spec  # pragma: no cover - guard stops the script
 
 
-def _timm() -> tuple[LoadedModel | None, str]:
+def _timm() -> tuple[LoadedModel | None, ModelSpec]:
     state = st.session_state
     tags, labels, params = timm_choices()
     if state.get("timm_name") not in labels:
-        state["timm_name"] = DEFAULT_TIMM if DEFAULT_TIMM in labels else tags[0]
+        state["timm_name"] = _default_timm(tags, labels)
     name = st.selectbox(
         "timm model", tags, key="timm_name", format_func=labels.get,
         help="Every timm (PyTorch Image Models) network whose layers give feature maps, by family, with its "
         "pretrained versions (after the dot: how it was trained). Type to search (e.g. “convnext”).",
     )
     pretrained = _pretrained_toggle()
-    spec = f"timm:{name}" + ("" if pretrained else ":random")
+    spec = ModelSpec(ModelSource.TIMM, name, pretrained)
     if not pretrained:
-        with guard("building the model"), cache.model_spinner(f"Building {name}…", "timm", name, False):
+        with guard("building the model"), cache.model_spinner(f"Building {name}…", spec):
             return cache.prepared(cache.timm_model(name, False)), spec
     count = params.get(name)
     size = f"about {count * 4 / 1e6:.0f} MB" if count else "a file"
     if not _weights_gate(name, size, timm_weights_cached(name), lambda p: download_timm_weights(name, p),
                          "the Hugging Face hub"):
         return None, spec
-    with guard("loading the model"), cache.model_spinner(f"Loading {name}…", "timm", name, True):
+    with guard("loading the model"), cache.model_spinner(f"Loading {name}…", spec):
         return cache.prepared(cache.timm_model(name, True)), spec
     return None, spec  # pragma: no cover - guard stops the script
 
@@ -170,7 +175,7 @@ def _pretrained_toggle() -> bool:
     ))
 
 
-def section() -> tuple[LoadedModel | None, str]:
+def section() -> tuple[LoadedModel | None, ModelSpec]:
     """The ImageNet-model chooser; returns (the model or None while not ready, its link spec)."""
     state = st.session_state
     if state.get("library") not in LIBRARIES:
@@ -183,14 +188,21 @@ def section() -> tuple[LoadedModel | None, str]:
     return _timm() if library == "timm" else _torchvision()
 
 
-def apply_spec(parts: list[str]) -> bool:
-    """Restore this source's widgets from a link's model spec (``tv:resnet18``, ``timm:x.y:random``)."""
+def apply_spec(spec: ModelSpec) -> str | None:
+    """Restore this source's widgets from a link's torchvision or timm spec (``tv:resnet18``, ``timm:x.y:random``).
+
+    Returns the architecture the menus now show: the spec's own, or the default of its library when the menu
+    does not offer it; None (nothing restored) for a name that is not torchvision's at all.
+    """
     state = st.session_state
-    if parts[0] == "tv" and len(parts) >= 2 and parts[1] in classification_models():
-        state["library"], state["arch"] = "torchvision", parts[1]
-    elif parts[0] == "timm" and len(parts) >= 2:
-        state["library"], state["timm_name"] = "timm", parts[1]
+    if spec.source is ModelSource.TIMM:
+        tags, labels, _ = timm_choices()
+        shown = spec.name if spec.name in labels else _default_timm(tags, labels)
+        state["library"], state["timm_name"] = "timm", shown
+    elif spec.name in classification_models():
+        shown = spec.name if spec.name in cnn_architectures() else DEFAULT_ARCH
+        state["library"], state["arch"] = "torchvision", shown
     else:
-        return False
-    state["pretrained"] = not (len(parts) > 2 and parts[2] == "random")
-    return True
+        return None
+    state["pretrained"] = spec.pretrained
+    return shown

@@ -7,7 +7,7 @@ import streamlit as st
 
 from featviz_core import FeatvizError, LoadedModel
 from featviz_core.images import image_digest
-from featviz_core.models import NORMALIZATION_LABELS, NORMALIZATIONS
+from featviz_core.models import NORMALIZATION_LABELS, NORMALIZATIONS, ModelSource, ModelSpec
 from featviz_core.models.sources.onnx import MAX_SIDE, MIN_SIDE
 
 from . import cache
@@ -17,6 +17,7 @@ from .state import remember
 
 __all__ = ["section"]
 
+SPEC = ModelSpec(ModelSource.ONNX)  # a link never holds the file: "onnx"
 NO_GRADIENTS = (
     "Grad-CAM is not available for this file: featviz could not turn it into a PyTorch model it has checked, so "
     "onnxruntime runs it, and onnxruntime computes no gradients. Every feature-map page works."
@@ -38,9 +39,9 @@ def _size_inputs(digest: str, suggested: tuple[int, int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def section() -> tuple[LoadedModel | None, str]:
+def section() -> tuple[LoadedModel | None, ModelSpec]:
     """Draw the ONNX controls; (the loaded model, or None with a message until there is one; its spec)."""
-    return _section(), "onnx"
+    return _section(), SPEC
 
 
 def _section() -> LoadedModel | None:

@@ -9,9 +9,9 @@ from typing import Any
 import streamlit as st
 from PIL import Image
 
-from featviz_core import Extraction, LayerInfo, LoadedModel
+from featviz_core import CamTarget, Extraction, LayerInfo, LoadedModel
 
-from . import cache
+from . import cache, keys
 
 # Session-state keys of choices made on pages (not in the sidebar). Streamlit forgets a widget's value
 # when a page that does not draw it runs; re-assigning them at the start of every run keeps them.
@@ -70,6 +70,50 @@ class Selection:
     @property
     def image_stem(self) -> str:
         return self.image_name.rsplit(".", 1)[0] if "." in self.image_name else self.image_name
+
+
+@dataclass(frozen=True)
+class CamChoice:
+    """What "Where it looks" explains: the map's inputs, as the page chose them (a class of a classifier, or a
+    ``target`` of a model that is not one). The page keeps its latest choice (:func:`choose_cam`); the report
+    reads it (:func:`latest_cam_choice`), and both find the same cached map and job by :attr:`key`."""
+
+    image_digest: str
+    model_key: str
+    layer: str
+    class_index: int | None
+    method: str
+    target: CamTarget | None = None
+
+    @property
+    def key(self) -> str:
+        """The map's cache and job key."""
+        return keys.cam_key(self.image_digest, self.model_key, self.layer, self.class_index, self.method,
+                            self.target)
+
+    @property
+    def sanity_key(self) -> str:
+        """The job key of the map's sanity check."""
+        return keys.sanity_key(self.key)
+
+
+@dataclass
+class LatestCamChoice:
+    """This session's latest :class:`CamChoice`. The report button holds this box and reads it when clicked,
+    after the page has chosen in the same run (the button is drawn before the page's widgets)."""
+
+    choice: CamChoice | None = None
+
+
+def latest_cam_choice() -> LatestCamChoice:
+    """This session's box of the latest CamChoice (empty until "Where it looks" has chosen)."""
+    return st.session_state.setdefault("_cam_choice", LatestCamChoice())
+
+
+def choose_cam(choice: CamChoice) -> CamChoice:
+    """Keep ``choice`` as this session's latest (the report's) and return it."""
+    latest_cam_choice().choice = choice
+    return choice
 
 
 def remember(upload: Any, key: str, *, name: bool = True) -> None:

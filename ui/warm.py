@@ -27,17 +27,19 @@ def first_model() -> tuple[Any, bool]:
     The same choice as ``ui.model_picker.first_view_defaults``: the command line's model, else resnet18
     when its ImageNet weights are on this machine, else the offline demo model.
     """
+    from featviz_core.models import ModelSource, ModelSpec
+
     from . import cache, source_code, source_imagenet
 
     code = source_code.available()
     if code is not None and code.model:
         model = cache.code_model(code.model, code.weights, code.classes, code.input_size, code.normalization)
-        cache.mark_prepared("code", code)
+        cache.mark_prepared(source_code.SPEC, code)
         return model, False
     arch = source_imagenet.DEFAULT_ARCH
     if source_imagenet.weights_are_cached(arch):
         model = cache.torchvision_model(arch, True)
-        cache.mark_prepared("torchvision", arch, True)
+        cache.mark_prepared(ModelSpec(ModelSource.TORCHVISION, arch))
         return model, False
     return cache.demo_model(), True
 

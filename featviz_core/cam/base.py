@@ -264,18 +264,11 @@ class CamMethod:
     # --- the run --------------------------------------------------------------------------------
 
     def _check_model(self) -> None:
-        if self.model.supports_gradients:
-            return
-        if self.uses_gradients:
-            raise CamError(
-                f"{self.title} needs gradients, and {self.model.name} runs outside PyTorch's autograd "
-                "(for example through onnxruntime); choose Score-CAM or Eigen-CAM, which need none."
-            )
-        if self.changes_layer_output:
-            raise CamError(
-                f"{self.title} must change layer '{self.layer}' inside the network, which {self.model.name} "
-                "(run outside PyTorch) does not allow; choose Score-CAM or Eigen-CAM."
-            )
+        from .availability import why_unavailable  # the rule pages use too (methods.available_methods)
+
+        reason = why_unavailable(type(self), self.model, self.layer)
+        if reason is not None:
+            raise CamError(reason)
 
     def _resolve(
         self, output: Any, class_index: int | None, target: CamTarget | None

@@ -31,9 +31,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..models.loaded import LoadedModel
+from .availability import why_unavailable
 from .base import CamError, CamMethod
 
-__all__ = ["CAM_METHODS", "METHODS", "method_class"]
+__all__ = ["CAM_METHODS", "METHODS", "available_methods", "method_class", "why_unavailable"]
 
 
 def _relu(x: torch.Tensor) -> torch.Tensor:
@@ -186,3 +188,9 @@ def method_class(method: str) -> type[CamMethod]:
     if found is None:
         raise CamError(f"'{method}' is not a CAM method; choose one of: {', '.join(METHODS)}.")
     return found
+
+
+def available_methods(model: LoadedModel) -> dict[str, str | None]:
+    """Every method by name (in menu order) -> None when it runs on ``model``, else the sentence saying why not.
+    The same rule refuses a method when it runs (:func:`why_unavailable`)."""
+    return {name: why_unavailable(cls, model) for name, cls in METHODS.items()}

@@ -40,6 +40,7 @@ from PIL import Image
 from torch import nn
 
 from ..layers.discovery import layer_info, list_layers
+from ..models.keys import model_key
 from ..models.loaded import LoadedModel
 from .base import CamError, CamResult, CamTarget, Progress, upsample
 from .methods import method_class
@@ -186,7 +187,7 @@ def _randomized_copy(model: LoadedModel, names: tuple[str, ...], seed: int) -> L
     return dataclasses.replace(
         model,
         module=clone,
-        key=f"{model.key}:randomized:{seed}",
+        key=model_key(model.key, "randomized", seed),
         provenance=f"{model.provenance}, layers re-initialised for the sanity check",
         lock=threading.RLock(),
     )

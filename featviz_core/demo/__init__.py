@@ -15,7 +15,8 @@ import torch
 from torchvision import transforms as T
 
 from ..errors import ModelLoadError
-from ..models.loaded import LoadedModel, view_transform
+from ..models.keys import model_key
+from ..models.loaded import LoadedModel, ModelSource, view_transform
 from .net import CLASSES, INPUT_SIZE, MEAN, STD, TinyVGG
 
 __all__ = ["DEMO_CLASSES", "DEMO_NAME", "WEIGHTS_PATH", "load_demo"]
@@ -57,13 +58,13 @@ def load_demo() -> LoadedModel:
     return LoadedModel(
         module=module,
         name=DEMO_NAME,
-        key=f"demo:tinyvgg:{digest[:12]}",
+        key=model_key(ModelSource.DEMO, "tinyvgg", digest[:12]),
         categories=list(DEMO_CLASSES),
         input_channels=3,
         input_size=(INPUT_SIZE, INPUT_SIZE),
         transform=transform,
         view=view,
-        source="demo",
+        source=ModelSource.DEMO,
         provenance=_PROVENANCE,
         weights="tinyvgg.pt",
     )

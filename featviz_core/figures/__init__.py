@@ -5,10 +5,10 @@ channel of a page drawn as tiles of ONE ``go.Heatmap`` with NaN gaps between the
 far faster than one subplot per channel.
 
 This module is the public face; the code lives in :mod:`~featviz_core.figures.style` (colour scales, ranges,
-number formats, axes), :mod:`~featviz_core.figures.mosaic` (the mosaic, clicks on it, one channel),
-:mod:`~featviz_core.figures.charts` (overlay, histogram, probabilities),
-:mod:`~featviz_core.figures.filters` (convolution filters) and :mod:`~featviz_core.figures.volume` (planes of a
-volume with their crosshair, a clip's frames and filmstrip).
+number formats, axes), :mod:`~featviz_core.figures.mosaic` (the mosaic, clicks on it, one channel) with
+:mod:`~featviz_core.figures.grid` (its geometry), :mod:`~featviz_core.figures.charts` (overlay, histogram,
+probabilities), :mod:`~featviz_core.figures.filters` (convolution filters) and :mod:`~featviz_core.figures.volume`
+(planes of a volume with their crosshair, a clip's frames and filmstrip).
 
 Payload. Plotly (>= 6) sends numpy arrays of float32 and small integer types as base64 binary
 (``{"dtype": "f4", "bdata": ...}``), about 1.33 bytes on the wire per byte of data; lists and float16
@@ -44,12 +44,11 @@ from .filters import (
     kernel_maps,
     rgb_filters_figure,
 )
+from .grid import MosaicLayout, mosaic_layout
 from .mosaic import (
-    MosaicLayout,
     channel_figure,
     channel_from_selection,
     mosaic_figure,
-    mosaic_layout,
 )
 from .style import (
     COLORSCALES,

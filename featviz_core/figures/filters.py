@@ -10,12 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..errors import LayerError
-from .mosaic import (
-    MosaicLayout,
-    mosaic_figure,
-    mosaic_layout,
-    tile_stack,
-)
+from .grid import MosaicLayout, mosaic_layout, tile_stack
+from .mosaic import mosaic_figure
 from .style import (
     DIVERGING,
     UIREVISION,

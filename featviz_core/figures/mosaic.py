@@ -1,5 +1,5 @@
-"""The mosaic (every channel of a page as tiles of one heatmap), its geometry, clicks on it, and one channel's
-heatmap. See :mod:`featviz_core.figures` for the payload and hover design.
+"""The mosaic (every channel of a page as tiles of one heatmap, laid out by :mod:`.grid`), clicks on it, and one
+channel's heatmap. See :mod:`featviz_core.figures` for the payload and hover design.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import plotly.graph_objects as go
 
+from .grid import MosaicLayout, mosaic_layout, tile_stack
 from .style import (
     MAX_UINT,
     TILES_TRACE_NAME,
@@ -32,109 +33,6 @@ from .style import (
     title_spec,
     with_plain_numbers,
 )
-
-# ---------------------------------------------------------------------------------------------------
-# Mosaic geometry
-
-
-@dataclass(frozen=True)
-class MosaicLayout:
-    """Where each tile of a mosaic sits, in mosaic pixels (row 0 on top, column 0 on the left).
-
-    Tile ``i`` is in grid row ``i // columns`` and grid column ``i % columns``; tiles are ``tile_h`` ×
-    ``tile_w`` pixels with ``gap`` empty pixels between neighbours (none around the outside).
-    """
-
-    n_tiles: int
-    tile_h: int
-    tile_w: int
-    rows: int
-    columns: int
-    gap: int
-
-    @property
-    def height(self) -> int:
-        """Total mosaic height in pixels."""
-        return self.rows * self.tile_h + max(self.rows - 1, 0) * self.gap
-
-    @property
-    def width(self) -> int:
-        """Total mosaic width in pixels."""
-        return self.columns * self.tile_w + max(self.columns - 1, 0) * self.gap
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(height, width) of the mosaic."""
-        return self.height, self.width
-
-    def origin(self, index: int) -> tuple[int, int]:
-        """(row, column) of the top-left pixel of tile ``index``."""
-        if not 0 <= index < self.n_tiles:
-            raise IndexError(f"tile {index} is outside this mosaic of {self.n_tiles} tiles")
-        r, c = divmod(index, self.columns)
-        return r * (self.tile_h + self.gap), c * (self.tile_w + self.gap)
-
-    def origins(self) -> np.ndarray:
-        """(n_tiles, 2) int array of every tile's top-left (row, column)."""
-        i = np.arange(self.n_tiles)
-        return np.stack(
-            [(i // self.columns) * (self.tile_h + self.gap), (i % self.columns) * (self.tile_w + self.gap)],
-            axis=1,
-        )
-
-    def center(self, index: int) -> tuple[float, float]:
-        """(row, column) of the centre of tile ``index`` (a half-integer for even tile sizes)."""
-        top, left = self.origin(index)
-        return top + (self.tile_h - 1) / 2, left + (self.tile_w - 1) / 2
-
-    def tile_at(self, row_px: float, col_px: float) -> int | None:
-        """Index of the tile under mosaic pixel (row, column); None in a gap or outside the mosaic."""
-        if not (math.isfinite(row_px) and math.isfinite(col_px)):
-            return None
-        row, col = math.floor(row_px), math.floor(col_px)
-        if not (0 <= row < self.height and 0 <= col < self.width):
-            return None
-        r, dr = divmod(row, self.tile_h + self.gap)
-        c, dc = divmod(col, self.tile_w + self.gap)
-        if dr >= self.tile_h or dc >= self.tile_w:
-            return None
-        index = r * self.columns + c
-        return index if index < self.n_tiles else None
-
-
-def mosaic_layout(
-    n_tiles: int, tile_h: int, tile_w: int, columns: int | None = None, gap: int = 1
-) -> MosaicLayout:
-    """A near-square grid for ``n_tiles`` tiles of ``tile_h`` × ``tile_w`` pixels.
-
-    Without ``columns``, the grid is chosen so the whole mosaic is roughly as wide as it is tall
-    (8 × 8 for 64 square tiles), then balanced so the last row is as full as possible. Explicit
-    ``columns`` are kept (at most ``n_tiles``).
-    """
-    if n_tiles < 0 or tile_h < 1 or tile_w < 1 or gap < 0:
-        raise ValueError("mosaic_layout needs n_tiles >= 0, tiles of at least 1×1 pixel and gap >= 0")
-    if n_tiles == 0:
-        return MosaicLayout(0, tile_h, tile_w, 0, 0, gap)
-    if columns is None:
-        columns = math.ceil(math.sqrt(n_tiles * (tile_h + gap) / (tile_w + gap)))
-        columns = max(1, min(columns, n_tiles))
-        columns = math.ceil(n_tiles / math.ceil(n_tiles / columns))  # same rows, fewest columns
-    columns = max(1, min(int(columns), n_tiles))
-    rows = math.ceil(n_tiles / columns)
-    return MosaicLayout(n_tiles, tile_h, tile_w, rows, columns, gap)
-
-
-def tile_stack(stack: np.ndarray, layout: MosaicLayout, fill: Any) -> np.ndarray:
-    """Arrange ``stack`` (n, h, w, *extra) as the mosaic (height, width, *extra), gaps set to ``fill``."""
-    n, h, w = stack.shape[:3]
-    extra = stack.shape[3:]
-    g = layout.gap
-    cells = layout.rows * layout.columns
-    padded = np.full((cells, h + g, w + g, *extra), fill, dtype=stack.dtype)
-    padded[:n, :h, :w] = stack
-    grid = padded.reshape(layout.rows, layout.columns, h + g, w + g, *extra)
-    grid = grid.swapaxes(1, 2).reshape(layout.rows * (h + g), layout.columns * (w + g), *extra)
-    return np.ascontiguousarray(grid[: layout.height, : layout.width])
 
 
 def _per_channel(tiles: np.ndarray, diverging: bool) -> np.ndarray:
@@ -204,59 +102,32 @@ def mosaic_figure(
     index = check_channels(np.arange(count) if channels is None else channels, count)
     n = int(index.size)
     layout = mosaic_layout(n, max(h, 1), max(w, 1), columns=columns, gap=gap)
-    fig = go.Figure()
     if n == 0 or h == 0 or w == 0:
-        fig.add_annotation(
-            text="No channels to show", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5
-        )
-        fig.update_layout(xaxis_visible=False, yaxis_visible=False, height=height or 200, **title_spec(title))
-        return fig
-
+        return _empty_figure(height, title)
     stack = np.asarray(array[index], dtype=np.float32)
-    x_labels = axis_labels(layout.columns, w, gap)
-    y_labels = axis_labels(layout.rows, h, gap)
-    channel_tiles = np.broadcast_to(index[:, None, None], (n, h, w))
-    value_format = VALUE_FORMAT
     where = f"{item_label} %{{customdata}}<br>x %{{x}} · y %{{y}}"
     if scale == "shared":
         lo, hi = zrange if zrange is not None else layer_range(array)
-        zmin, zmax = safe_range(float(lo), float(hi), diverging)
-        z = tile_stack(stack, layout, np.float32(np.nan))
-        dtype = index_dtype(int(index.max()))
-        customdata: np.ndarray = tile_stack(channel_tiles.astype(dtype), layout, MAX_UINT[dtype])
-        hovertemplate = f"{where}<br>{value_label} %{{z:{value_format}}}<extra></extra>"
-        bar = colorbar_title or "activation (one scale for the whole layer)"
+        payload = _shared_payload(stack, index, layout, (float(lo), float(hi)), diverging, where, value_label)
     elif scale == "channel":
-        zmin, zmax = (-1.0, 1.0) if diverging else (0.0, 1.0)
-        z = tile_stack(_per_channel(stack, diverging), layout, np.float32(np.nan))
-        pairs = np.stack([channel_tiles.astype(np.float32), stack], axis=-1)
-        customdata = tile_stack(pairs, layout, np.float32(np.nan))
-        customdata[..., 0][np.isnan(customdata[..., 0])] = -1
-        where = where.replace("%{customdata}", "%{customdata[0]}")
-        hovertemplate = (
-            f"{where}<br>{value_label} %{{customdata[1]:{value_format}}}"
-            "<br>colour position %{z:.3f}<extra></extra>"
-        )
-        bar = colorbar_title or (
-            "per channel: -1 / 1 = the channel's largest size, 0 = zero"
-            if diverging
-            else "per channel: 0 = the channel's lowest, 1 = its highest"
-        )
+        payload = _per_channel_payload(stack, index, layout, diverging, where, value_label)
     else:
         raise ValueError(f"scale must be 'shared' or 'channel', not {scale!r}")
-
+    x_labels = axis_labels(layout.columns, w, gap)
+    y_labels = axis_labels(layout.rows, h, gap)
+    fig = go.Figure()
     fig.add_trace(
         go.Heatmap(
-            z=z,
+            z=payload.z,
             x=x_labels,
             y=y_labels,
-            customdata=customdata,
-            hovertemplate=hovertemplate,
+            customdata=payload.customdata,
+            hovertemplate=payload.hovertemplate,
             hoverongaps=False,
             colorscale=resolve_colorscale(colorscale, diverging),
-            zmin=zmin,
-            zmax=zmax,
-            colorbar=colorbar_spec(bar),
+            zmin=payload.zmin,
+            zmax=payload.zmax,
+            colorbar=colorbar_spec(colorbar_title or payload.colorbar),
             name="channels",
         )
     )
@@ -273,9 +144,78 @@ def mosaic_figure(
             item_label=item_label,
         )
     )
-    rows = layout.rows
+    _frame(fig, layout, height=height, title=title, diverging=diverging, uirevision=uirevision)
+    return fig
+
+
+@dataclass(frozen=True)
+class _Payload:
+    """What the mosaic's heatmap carries: colours (``z``), hover data, the colour range and the bar's title."""
+
+    z: np.ndarray
+    customdata: np.ndarray
+    hovertemplate: str
+    zmin: float
+    zmax: float
+    colorbar: str
+
+
+def _shared_payload(stack: np.ndarray, index: np.ndarray, layout: MosaicLayout, zrange: tuple[float, float],
+                    diverging: bool, where: str, value_label: str) -> _Payload:
+    """One colour scale for the layer: ``z`` the raw values, ``customdata`` the channel (the smallest unsigned
+    type that holds it; its largest value marks the gaps)."""
+    n, h, w = stack.shape
+    zmin, zmax = safe_range(zrange[0], zrange[1], diverging)
+    dtype = index_dtype(int(index.max()))
+    channel_tiles = np.broadcast_to(index[:, None, None], (n, h, w)).astype(dtype)
+    return _Payload(
+        z=tile_stack(stack, layout, np.float32(np.nan)),
+        customdata=tile_stack(channel_tiles, layout, MAX_UINT[dtype]),
+        hovertemplate=f"{where}<br>{value_label} %{{z:{VALUE_FORMAT}}}<extra></extra>",
+        zmin=zmin,
+        zmax=zmax,
+        colorbar="activation (one scale for the whole layer)",
+    )
+
+
+def _per_channel_payload(stack: np.ndarray, index: np.ndarray, layout: MosaicLayout, diverging: bool, where: str,
+                         value_label: str) -> _Payload:
+    """Each tile on its own scale: ``z`` 0..1 (or -1..1), ``customdata`` (channel, raw value) float32 pairs."""
+    n, h, w = stack.shape
+    channel_tiles = np.broadcast_to(index[:, None, None], (n, h, w))
+    pairs = np.stack([channel_tiles.astype(np.float32), stack], axis=-1)
+    customdata = tile_stack(pairs, layout, np.float32(np.nan))
+    customdata[..., 0][np.isnan(customdata[..., 0])] = -1
+    where = where.replace("%{customdata}", "%{customdata[0]}")
+    return _Payload(
+        z=tile_stack(_per_channel(stack, diverging), layout, np.float32(np.nan)),
+        customdata=customdata,
+        hovertemplate=(
+            f"{where}<br>{value_label} %{{customdata[1]:{VALUE_FORMAT}}}"
+            "<br>colour position %{z:.3f}<extra></extra>"
+        ),
+        zmin=-1.0 if diverging else 0.0,
+        zmax=1.0,
+        colorbar=(
+            "per channel: -1 / 1 = the channel's largest size, 0 = zero"
+            if diverging
+            else "per channel: 0 = the channel's lowest, 1 = its highest"
+        ),
+    )
+
+
+def _empty_figure(height: int | None, title: str | None) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text="No channels to show", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    fig.update_layout(xaxis_visible=False, yaxis_visible=False, height=height or 200, **title_spec(title))
+    return fig
+
+
+def _frame(fig: go.Figure, layout: MosaicLayout, *, height: int | None, title: str | None, diverging: bool,
+           uirevision: str) -> None:
+    """Size, margins, hover behaviour and fixed image axes of a mosaic."""
     fig.update_layout(
-        height=height or int(min(900, max(320, 120 + rows * 96))),
+        height=height or int(min(900, max(320, 120 + layout.rows * 96))),
         margin=margin_for(bool(title)),
         uirevision=uirevision,
         hovermode="closest",
@@ -290,7 +230,6 @@ def mosaic_figure(
     # markers and text, leaving a band on one side and clipping the other (seen in Chromium).
     fig.update_xaxes(range=[-0.5, layout.width - 0.5], autorange=False)
     fig.update_yaxes(range=[layout.height - 0.5, -0.5], autorange=False)
-    return fig
 
 
 def _tiles_trace(

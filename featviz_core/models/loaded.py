@@ -13,6 +13,7 @@ import statistics
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import torch
 from PIL import Image
@@ -25,12 +26,38 @@ __all__ = [
     "NORMALIZATIONS",
     "NORMALIZATION_LABELS",
     "LoadedModel",
+    "ModelSource",
     "Normalizer",
     "Preprocessing",
     "cover_view",
     "standard_preprocessing",
     "view_transform",
 ]
+
+class ModelSource(StrEnum):
+    """Where a :class:`LoadedModel` came from: said on screen, and the source of the capabilities below.
+    Pages ask for a capability (:attr:`LoadedModel.has_random_weights` ...), never for a source by name."""
+
+    TORCHVISION = "torchvision"
+    TIMM = "timm"
+    CHECKPOINT = "checkpoint"
+    ONNX = "onnx"
+    HF = "hf"
+    CODE = "code"
+    DEMO = "demo"
+    TEST = "test"
+    """A model assembled by hand around a module (tests, benchmarks)."""
+
+    @property
+    def library_weights(self) -> bool:
+        """A library's architecture whose weights are the library's pretrained ones or seeded random ones."""
+        return self in (ModelSource.TORCHVISION, ModelSource.TIMM)
+
+    @property
+    def takes_class_names(self) -> bool:
+        """A user's own model, whose class names come from a file the user may add."""
+        return self in (ModelSource.CHECKPOINT, ModelSource.CODE, ModelSource.ONNX)
+
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
@@ -49,13 +76,32 @@ class LoadedModel:
     input_size: tuple[int, int]
     transform: Callable[[Image.Image], torch.Tensor]
     view: Callable[[Image.Image], Image.Image]
-    source: str
+    source: ModelSource
     provenance: str
     weights: str | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     supports_gradients: bool = True
     """False when the model runs outside autograd (an ONNX graph read by onnxruntime): methods that need
     gradients (Grad-CAM, feature visualization) refuse it with a sentence saying why."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, ModelSource):  # the plain word ("timm") is accepted and typed here
+            try:
+                object.__setattr__(self, "source", ModelSource(self.source))
+            except ValueError:
+                raise ModelLoadError(
+                    f"'{self.source}' is not a model source; use one of: {', '.join(ModelSource)}."
+                ) from None
+
+    @property
+    def has_random_weights(self) -> bool:
+        """A library's architecture with seeded random weights: its predictions mean nothing."""
+        return self.source.library_weights and self.weights is None
+
+    @property
+    def takes_class_names(self) -> bool:
+        """The user's own model (checkpoint, ONNX file, code): a class-names file gives its outputs names."""
+        return self.source.takes_class_names
 
     @property
     def device(self) -> torch.device:

@@ -124,6 +124,11 @@ def _map_figure(view: Image.Image | None, map2d: np.ndarray, title: str, bar: st
     return figures.channel_figure(map2d, title=title, colorbar_title=bar, height=420, **options)
 
 
+def _row(left: str, right: str) -> str:
+    """Two charts side by side (one above the other on a narrow screen)."""
+    return f'<div class="row"><div>{left}</div><div>{right}</div></div>'
+
+
 def _top_table(top_k: Sequence[tuple[str, float]]) -> str:
     rows = "".join(
         f'<tr><td>{_e(name)}</td><td style="width:320px"><span class="bar" style="width:{max(p, 0) * 300:.1f}px">'
@@ -147,15 +152,13 @@ def _section_cam(charts: _Charts, view: Image.Image | None, cam: CamResult | Non
         f"score {cam.score:.4g}. {_e(summary)}</p>"
     )
     peak = float(cam.cam.max())
-    parts.append('<div class="row"><div>')
-    parts.append(charts.add(
-        _map_figure(view, cam.normalized, f"What drives {cam.class_name}", "share of the strongest push (0–1)",
-                    colorscale="Turbo", zrange=(0.0, 1.0), opacity=0.8), "cam"))
-    parts.append("</div><div>")
-    parts.append(charts.add(
-        _map_figure(view, cam.activations_mean, "What fires at this layer (all channels averaged)",
-                    "mean activation", colorscale="Viridis", opacity=0.8), "mean"))
-    parts.append("</div></div>")
+    parts.append(_row(
+        charts.add(_map_figure(view, cam.normalized, f"What drives {cam.class_name}",
+                               "share of the strongest push (0–1)", colorscale="Turbo", zrange=(0.0, 1.0),
+                               opacity=0.8), "cam"),
+        charts.add(_map_figure(view, cam.activations_mean, "What fires at this layer (all channels averaged)",
+                               "mean activation", colorscale="Viridis", opacity=0.8), "mean"),
+    ))
     if peak == 0:
         parts.append('<p class="note">No area pushes towards this score at this layer.</p>')
     return "".join(parts)
@@ -175,15 +178,91 @@ def _section_sanity(charts: _Charts, view: Image.Image | None, sanity: SanityRes
         f"layers: {_e(layers)}). Rank correlation (Spearman) <b>{rho}</b>, structural similarity (SSIM) "
         f"<b>{sanity.ssim:.3f}</b>, on both maps scaled 0–1 at {sanity.size[1]}×{sanity.size[0]} pixels. "
         "After Adebayo et al., “Sanity Checks for Saliency Maps” (NeurIPS 2018).</p>",
-        '<div class="row"><div>',
-        charts.add(_map_figure(view, sanity.original.normalized, "The model", "0–1 (its own strongest = 1)",
-                               colorscale="Turbo", zrange=(0.0, 1.0), opacity=0.8), "sanity-model"),
-        "</div><div>",
-        charts.add(_map_figure(view, sanity.randomized.normalized, "Randomised copy", "0–1 (its own strongest = 1)",
-                               colorscale="Turbo", zrange=(0.0, 1.0), opacity=0.8), "sanity-random"),
-        "</div></div>",
+        _row(
+            charts.add(_map_figure(view, sanity.original.normalized, "The model", "0–1 (its own strongest = 1)",
+                                   colorscale="Turbo", zrange=(0.0, 1.0), opacity=0.8), "sanity-model"),
+            charts.add(_map_figure(view, sanity.randomized.normalized, "Randomised copy",
+                                   "0–1 (its own strongest = 1)", colorscale="Turbo", zrange=(0.0, 1.0), opacity=0.8),
+                       "sanity-random"),
+        ),
     ]
     return "".join(parts)
+
+
+def _section_view(view: Image.Image | None, model: LoadedModel) -> str:
+    head = "<h2>The image as the model saw it</h2>"
+    if view is not None:
+        return head + (f'<img class="view" id="view" alt="the image as the model saw it" src="{_png(view)}" '
+                       f'width="{max(view.width, 224)}">'
+                       f'<p class="sub">{view.width}×{view.height} pixels after resizing and cropping.</p>')
+    return head + (
+        '<p class="note" id="no-image">Your picture is not in this file: you chose not to include it. '
+        "No pixel of it is stored here. The maps below are drawn on their own, on the layer's grid (each "
+        f"cell covers a patch of the {model.input_size[1]}×{model.input_size[0]}-pixel picture the model saw), "
+        "not over the picture. Feature maps are the model's response to the picture, so those of early "
+        "layers can still show its outlines.</p>"
+    )
+
+
+def _section_model(model: LoadedModel, top_k: Sequence[tuple[str, float]]) -> str:
+    return ("<h2>The model</h2><table>"
+            f"<tr><th>name</th><td>{_e(model.name)}</td></tr>"
+            f"<tr><th>where it comes from</th><td>{_e(model.provenance)}</td></tr>"
+            f"<tr><th>input</th><td>{model.input_channels} channel(s), {model.input_size[1]}×{model.input_size[0]} pixels</td></tr>"
+            f"<tr><th>identifier</th><td><code>{_e(model.key)}</code></td></tr></table>"
+            "\n<h2>The model's top 5 guesses</h2>\n"
+            + (_top_table(top_k) if top_k else
+               '<p class="note">This model does not output class scores (it is not a classifier), so there is '
+               "no list of guesses.</p>"))
+
+
+def _section_layer(charts: _Charts, layer: LayerInfo, array: np.ndarray, shown: list[int],
+                   zrange: tuple[float, float]) -> str:
+    shape = "×".join(str(s) for s in layer.shape or ())
+    return (f"<h2>Layer {_e(layer.name)} ({_e(layer.type)}, {_e(shape)}): its {len(shown)} strongest "
+            "channels</h2>\n"
+            f"<p>Of {array.shape[0]} channels, the {len(shown)} with the highest average for this image, "
+            "strongest first. One colour scale for the whole layer; hover for exact values.</p>\n"
+            + charts.add(figures.mosaic_figure(array, shown, zrange=zrange, labels=True), "mosaic"))
+
+
+def _section_channel(charts: _Charts, view: Image.Image | None, array: np.ndarray, chosen: int,
+                     zrange: tuple[float, float]) -> str:
+    summary = stats.summary(array[chosen])
+    detail = charts.add(figures.channel_figure(
+        array[chosen], zrange=zrange, title=f"Channel {chosen} ({array.shape[2]}×{array.shape[1]})",
+        colorbar_title="activation (layer scale)", height=420), "channel")
+    overlay = "" if view is None else charts.add(figures.overlay_figure(
+        view, array[chosen], opacity=0.8, title="Over the image (in grey)",
+        colorbar_title="activation (this channel's range)", height=420), "channel-overlay")
+    return (f"<h2>Channel {chosen} in detail</h2><p>" + " · ".join(f"{_e(k)} {v:.4g}" for k, v in summary.items())
+            + "</p>\n" + _row(detail, overlay))
+
+
+def _section_limits() -> str:
+    return ("<h2>What these maps do not prove</h2><ul>"
+            + "".join(f"<li>{_e(line)}</li>" for line in DOES_NOT_PROVE) + "</ul>")
+
+
+def _footer(version: str, created: datetime) -> str:
+    return (f"<footer>Made with featviz {_e(version)} on {_e(created.isoformat(timespec='seconds'))}. "
+            f"Charts by plotly.js {_e(plotly_version())}, embedded: this file opens offline and makes no "
+            "request to any host.</footer>")
+
+
+def _page(title: str, body: list[str], charts: _Charts) -> bytes:
+    """The whole file: plotly.js once, the sections, then the script that draws every chart."""
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style>"
+        f"<script>{plotly_js()}</script></head><body>"
+        + "\n".join(body)
+        + charts.script()
+        + "</body></html>"
+    )
+    return page.encode("utf-8")
 
 
 def report_html(
@@ -213,82 +292,25 @@ def report_html(
     """
     created = created or datetime.now(timezone.utc).astimezone()
     array = np.asarray(maps, dtype=np.float32)
-    channel_stats = stats.channel_stats(array)
-    order = stats.order_channels(channel_stats, "mean")
-    shown = [int(c) for c in order[:SHOWN_CHANNELS]]
+    shown = [int(c) for c in stats.order_channels(stats.channel_stats(array), "mean")[:SHOWN_CHANNELS]]
     chosen = int(channel) if channel is not None and 0 <= int(channel) < array.shape[0] else shown[0]
     zrange = figures.layer_range(array)
     charts = _Charts()
-    shape = "×".join(str(s) for s in layer.shape or ())
     picture = _e(image_name) if view is not None and image_name else "your image"
     title = f"featviz report · {model.name} · layer {layer.name}"
-    body = [f"<h1>{_e(title)}</h1>",
-            f'<p class="sub">{picture} · {_e(created.strftime("%Y-%m-%d %H:%M %Z").strip())}</p>']
-
-    body.append("<h2>The image as the model saw it</h2>")
-    if view is not None:
-        body.append(f'<img class="view" id="view" alt="the image as the model saw it" src="{_png(view)}" '
-                    f'width="{max(view.width, 224)}">'
-                    f'<p class="sub">{view.width}×{view.height} pixels after resizing and cropping.</p>')
-    else:
-        body.append(
-            '<p class="note" id="no-image">Your picture is not in this file: you chose not to include it. '
-            "No pixel of it is stored here. The maps below are drawn on their own, on the layer's grid (each "
-            f"cell covers a patch of the {model.input_size[1]}×{model.input_size[0]}-pixel picture the model saw), "
-            "not over the picture. Feature maps are the model's response to the picture, so those of early "
-            "layers can still show its outlines.</p>"
-        )
-
-    body.append("<h2>The model</h2><table>"
-                f"<tr><th>name</th><td>{_e(model.name)}</td></tr>"
-                f"<tr><th>where it comes from</th><td>{_e(model.provenance)}</td></tr>"
-                f"<tr><th>input</th><td>{model.input_channels} channel(s), {model.input_size[1]}×{model.input_size[0]} pixels</td></tr>"
-                f"<tr><th>identifier</th><td><code>{_e(model.key)}</code></td></tr></table>")
-
-    body.append("<h2>The model's top 5 guesses</h2>")
-    body.append(_top_table(top_k) if top_k else
-                '<p class="note">This model does not output class scores (it is not a classifier), so there is '
-                "no list of guesses.</p>")
-
-    body.append(f"<h2>Layer {_e(layer.name)} ({_e(layer.type)}, {_e(shape)}): its {len(shown)} strongest "
-                "channels</h2>")
-    body.append(f"<p>Of {array.shape[0]} channels, the {len(shown)} with the highest average for this image, "
-                "strongest first. One colour scale for the whole layer; hover for exact values.</p>")
-    body.append(charts.add(figures.mosaic_figure(array, shown, zrange=zrange, labels=True), "mosaic"))
-
-    summary = stats.summary(array[chosen])
-    body.append(f"<h2>Channel {chosen} in detail</h2><p>"
-                + " · ".join(f"{_e(k)} {v:.4g}" for k, v in summary.items()) + "</p>")
-    body.append('<div class="row"><div>')
-    body.append(charts.add(figures.channel_figure(
-        array[chosen], zrange=zrange, title=f"Channel {chosen} ({array.shape[2]}×{array.shape[1]})",
-        colorbar_title="activation (layer scale)", height=420), "channel"))
-    body.append("</div><div>")
-    if view is not None:
-        body.append(charts.add(figures.overlay_figure(
-            view, array[chosen], opacity=0.8, title="Over the image (in grey)",
-            colorbar_title="activation (this channel's range)", height=420), "channel-overlay"))
-    body.append("</div></div>")
-
-    body.append(_section_cam(charts, view, cam, cam.layer if cam is not None else "", cam_note))
-    body.append(_section_sanity(charts, view, sanity, sanity_note))
-    body.append("<h2>What these maps do not prove</h2><ul>"
-                + "".join(f"<li>{_e(line)}</li>" for line in DOES_NOT_PROVE) + "</ul>")
-    body.append(f"<footer>Made with featviz {_e(version)} on {_e(created.isoformat(timespec='seconds'))}. "
-                f"Charts by plotly.js {_e(plotly_version())}, embedded: this file opens offline and makes no "
-                "request to any host.</footer>")
-
-    page = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style>"
-        f"<script>{plotly_js()}</script></head><body>"
-        + "\n".join(body)
-        + charts.script()
-        + "</body></html>"
-    )
-    return page.encode("utf-8")
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="sub">{picture} · {_e(created.strftime("%Y-%m-%d %H:%M %Z").strip())}</p>',
+        _section_view(view, model),
+        _section_model(model, top_k),
+        _section_layer(charts, layer, array, shown, zrange),
+        _section_channel(charts, view, array, chosen, zrange),
+        _section_cam(charts, view, cam, cam.layer if cam is not None else "", cam_note),
+        _section_sanity(charts, view, sanity, sanity_note),
+        _section_limits(),
+        _footer(version, created),
+    ]
+    return _page(title, body, charts)
 
 
 @lru_cache(maxsize=1)

@@ -11,7 +11,8 @@
 |               | :func:`load_module`      | an ``nn.Module`` in memory (``featviz.show(model)`` in a notebook)   |
 | demo          | :func:`~featviz_core.demo.load_demo` | nothing: the bundled offline model                       |
 
-Nothing downstream asks which source a model came from; ``LoadedModel.source`` says it for display.
+Nothing downstream asks which source a model came from: ``LoadedModel.source`` (a :class:`~featviz_core.models.ModelSource`)
+says it for display, and pages read capabilities (``has_random_weights``, ``takes_class_names``, ``supports_gradients``).
 """
 
 from .checkpoint import load_checkpoint

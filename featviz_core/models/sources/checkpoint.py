@@ -9,7 +9,6 @@ says about itself (timm's ``arch`` entry, a safetensors ``__metadata__`` name) a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import statistics
 import time
@@ -23,7 +22,8 @@ import torchvision
 from torch import nn
 
 from ...errors import ModelLoadError
-from ..loaded import LoadedModel, view_transform
+from ..keys import bytes_digest, model_key, names_digest
+from ..loaded import LoadedModel, ModelSource, view_transform
 from .detect import Arch, Fit, build, detect, fit_for, parse_arch, signature
 from .state_dicts import SAVE_HINT, WeightFile, is_counter, read_weights
 from .torchvision import classification_models, is_convolutional
@@ -120,10 +120,8 @@ def _load_checkpoint(
         from .timm import timm_categories
 
         categories = timm_categories(module, fit.num_classes)
-    digest = hashlib.sha256(bytes(data)).hexdigest()[:16]
-    key = f"checkpoint:{digest}:{fit.arch.library}:{fit.arch.name}"
-    if categories is not None:  # extractions carry the class names, so they belong in the cache key
-        key += ":" + hashlib.sha256("\n".join(categories).encode("utf-8")).hexdigest()[:8]
+    names = () if categories is None else (names_digest(categories),)  # extractions carry the class names
+    key = model_key(ModelSource.CHECKPOINT, bytes_digest(data), fit.arch.library, fit.arch.name, *names)
     return LoadedModel(
         module=module,
         name=fit.arch.name,
@@ -133,7 +131,7 @@ def _load_checkpoint(
         input_size=input_size,
         transform=transform,
         view=view,
-        source="checkpoint",
+        source=ModelSource.CHECKPOINT,
         provenance=_provenance(fit, chosen is None, weights, categories is not None),
         weights=None,
     )

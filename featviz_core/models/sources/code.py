@@ -27,7 +27,8 @@ from torch import nn
 
 from ...errors import ModelLoadError
 from ..class_names import parse_class_names
-from ..loaded import LoadedModel, Preprocessing, standard_preprocessing
+from ..keys import bytes_digest, model_key, names_digest
+from ..loaded import LoadedModel, ModelSource, Preprocessing, standard_preprocessing
 from .input_size import accepted_size
 from .state_dicts import read_weights
 
@@ -186,13 +187,13 @@ def load_from_code(
     if weights is not None:
         data, name = _read(weights, "weights")
         kind = _load_weights(module, data, name, spec)
-        digest = hashlib.sha256(data).hexdigest()[:16]
+        digest = bytes_digest(data)
         weights_note = f"weights from {name or 'your file'}" + (" (safetensors)" if kind == "safetensors" else "")
     names = classes
     if classes is not None and (isinstance(classes, str | bytes | bytearray) or not isinstance(classes, Sequence)):
         names = parse_class_names(_read(classes, "class names")[0])
     return _loaded(
-        module, pre, names, name=spec.rpartition(":")[2] or spec, key=f"code:{spec}:{digest}",
+        module, pre, names, name=spec.rpartition(":")[2] or spec, key=model_key(ModelSource.CODE, spec, digest),
         origin=f"your code {spec} with {weights_note}", weights=None if weights is None else weights_note,
         size_given=input_size is not None or pre.size != Preprocessing().size, who=spec, hint=_COMMAND_LINE_HINT,
     )  # fmt: skip
@@ -215,7 +216,7 @@ def load_module(
     pre = preprocessing if preprocessing is not None else Preprocessing()
     label = name or type(module).__name__
     return _loaded(
-        module, pre, classes, name=label, key=key or f"python:{label}:{id(module):x}",
+        module, pre, classes, name=label, key=key or model_key("python", label, f"{id(module):x}"),
         origin=f"your model {label} from Python", weights=None, size_given=pre.size != Preprocessing().size,
         who=label, hint=_PYTHON_HINT,
     )  # fmt: skip
@@ -247,19 +248,19 @@ def _loaded(
     size, chosen = _runnable_size(module, channels, pre.size, who, size_given, hint)
     transform, view = standard_preprocessing(size, channels, normalization=pre.normalization, mean=pre.mean,
                                              std=pre.std, resize=pre.resize if not chosen else None)
-    names_key = hashlib.sha256("\n".join(categories).encode()).hexdigest()[:8] if categories else "-"
     height, width = size
     note = f": featviz chose {height}×{width}, the size this model accepts" if chosen else ""
     return LoadedModel(
         module=module,
         name=name,
-        key=f"{key}:{height}x{width}:{pre.normalization}:{pre.mean}:{pre.std}:{channels}:{names_key}",
+        key=model_key(key, f"{height}x{width}", pre.normalization, pre.mean, pre.std, channels,
+                      names_digest(categories) if categories else "-"),
         categories=categories,
         input_channels=channels,
         input_size=size,
         transform=transform,
         view=view,
-        source="code",
+        source=ModelSource.CODE,
         provenance=f"{origin} ({channels} input channel{'s' if channels != 1 else ''}, {height}×{width} input"
         f"{note})",
         weights=weights,

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 
 from ...errors import ModelLoadError
-from ..loaded import LoadedModel
+from ..keys import model_key
+from ..loaded import LoadedModel, ModelSource
 from .download import ProgressCallback
 from .hf_files import download_hf, hf_cached, read_json, split_model_id, unzip_model
 from .hf_preprocess import hf_preprocessing
@@ -73,7 +74,7 @@ def _load_hub(model_id: str, progress: ProgressCallback | None) -> LoadedModel:
     folder = download_hf(model_id, progress)
     commit = os.path.basename(folder)  # huggingface_hub's cache: snapshots/<commit>/
     where = f" (commit {commit[:10]})" if re.fullmatch(r"[0-9a-f]{40}", commit) else ""
-    return _load_folder(folder, name=model_id, key=f"hf:{model_id}", origin=f"Hugging Face model {model_id}",
+    return _load_folder(folder, name=model_id, key=model_key(ModelSource.HF, model_id), origin=f"Hugging Face model {model_id}",
                         weights_from=f"weights from the Hugging Face hub{where}", weights=model_id)
 
 
@@ -84,7 +85,7 @@ def _load_zip(data: bytes, filename: str | None) -> LoadedModel:
     origin = f"your Hugging Face model folder {label}" if label else "your Hugging Face model folder"
     with tempfile.TemporaryDirectory(prefix="featviz-hf-", ignore_cleanup_errors=True) as folder:
         unzip_model(data, folder)
-        return _load_folder(folder, name=name, key=f"hf-zip:{digest}", origin=origin,
+        return _load_folder(folder, name=name, key=model_key("hf-zip", digest), origin=origin,
                             weights_from="safetensors weights", weights=None)
 
 
@@ -241,7 +242,7 @@ def _load_folder(folder: str, *, name: str | None, key: str, origin: str, weight
         input_size=(int(size[0]), int(size[1])),
         transform=transform,
         view=view,
-        source="hf",
+        source=ModelSource.HF,
         provenance=f"{origin} ({what}), {weights_from}{note}{pooler_note}",
         weights=weights,
     )

@@ -14,7 +14,6 @@ possible (an operator it does not know) or disagrees, onnxruntime itself runs th
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -28,7 +27,15 @@ from onnx import ModelProto
 
 from ...errors import ModelLoadError
 from ...layers.hooks import ActivationRecorder
-from ..loaded import NORMALIZATION_LABELS, NORMALIZATIONS, LoadedModel, Normalizer, standard_preprocessing
+from ..keys import bytes_digest, model_key, names_digest
+from ..loaded import (
+    NORMALIZATION_LABELS,
+    NORMALIZATIONS,
+    LoadedModel,
+    ModelSource,
+    Normalizer,
+    standard_preprocessing,
+)
 from .onnx_file import (
     FLOAT_TYPES,
     MAX_ONNX_BYTES,
@@ -273,10 +280,8 @@ def load_onnx(
     )
     if module is None:
         module = _runtime_module(model, runner, info, ranks)
-    digest = hashlib.sha256(bytes(data)).hexdigest()[:16]
-    key = f"onnx:{digest}:{size[0]}x{size[1]}:{normalization}"
-    if categories is not None:
-        key += ":" + hashlib.sha256("\n".join(categories).encode("utf-8")).hexdigest()[:8]
+    names = () if categories is None else (names_digest(categories),)
+    key = model_key(ModelSource.ONNX, bytes_digest(data), f"{size[0]}x{size[1]}", normalization, *names)
     transform, view = standard_preprocessing(size, info.channels, normalization=normalization)
     return LoadedModel(
         module=module.eval(),
@@ -287,7 +292,7 @@ def load_onnx(
         input_size=size,
         transform=transform,
         view=view,
-        source="onnx",
+        source=ModelSource.ONNX,
         provenance=provenance,
         weights=None,
         supports_gradients=gradients,

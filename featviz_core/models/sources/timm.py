@@ -22,7 +22,8 @@ from torch import nn
 from torchvision import transforms as T
 
 from ...errors import ModelLoadError
-from ..loaded import LoadedModel
+from ..keys import model_key
+from ..loaded import LoadedModel, ModelSource
 from .download import ProgressCallback, fetch, offline
 from .hub import hf_cache_dir, hub_failure_reason, hub_progress_bar, verify_blob
 
@@ -197,13 +198,13 @@ def loaded_timm(module: nn.Module, name: str, *, pretrained: bool, tag: str | No
     return LoadedModel(
         module=module,
         name=full,
-        key=f"timm:{full}:{'pretrained' if pretrained else 'random'}",
+        key=model_key(ModelSource.TIMM, full, "pretrained" if pretrained else "random"),
         categories=timm_categories(module, _num_classes(module)),
         input_channels=3,
         input_size=input_size,
         transform=transform,
         view=view,
-        source="timm",
+        source=ModelSource.TIMM,
         provenance=provenance,
         weights=full if pretrained else None,
     )

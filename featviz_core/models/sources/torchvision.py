@@ -15,7 +15,8 @@ import torchvision
 from torchvision.transforms import functional as TF
 
 from ...errors import ModelLoadError
-from ..loaded import LoadedModel, view_transform
+from ..keys import model_key
+from ..loaded import LoadedModel, ModelSource, view_transform
 from .download import ProgressCallback, fetch
 
 __all__ = [
@@ -133,7 +134,7 @@ def load_torchvision(
             ) from None
         categories = list(w.meta.get("categories") or []) or None
         provenance = f"torchvision {name}, pretrained weights {w.name}"
-        key = f"torchvision:{name}:{w.name}"
+        key = model_key(ModelSource.TORCHVISION, name, w.name)
     else:
         torch.manual_seed(0)
         with warnings.catch_warnings():  # googlenet/inception warn about their init scheme
@@ -141,7 +142,7 @@ def load_torchvision(
             module = builder(weights=None)
         categories = list(reference.meta.get("categories") or []) or None
         provenance = f"torchvision {name}, random weights (seed 0), not trained"
-        key = f"torchvision:{name}:random"
+        key = model_key(ModelSource.TORCHVISION, name, "random")
     module.eval()
     transforms = reference.transforms()
     view = view_transform(
@@ -158,7 +159,7 @@ def load_torchvision(
         input_size=_input_size(transforms),
         transform=transforms,
         view=view,
-        source="torchvision",
+        source=ModelSource.TORCHVISION,
         provenance=provenance,
         weights=w.name if w is not None else None,
     )
