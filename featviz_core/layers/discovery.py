@@ -39,11 +39,14 @@ class LayerInfo:
     """One module call of a forward pass.
 
     ``shape`` is the output shape without the batch dimension (None when the output is not a tensor or
-    the module did not run); for a feature map it is always (C, H, W), or (C, D, H, W) for a 3-D model.
-    ``spatial`` is True for 4-D outputs (5-D ones for a 3-D model): those are the feature maps featviz can draw. ``channels_last`` is True when the module gives
+    the module did not run); for a feature map it is always (C, H, W). ``spatial`` is True for 4-D
+    outputs: those are the feature maps featviz can draw. ``channels_last`` is True when the module gives
     them as (N, H, W, C) (ConvNeXt's and Swin's LayerNorm and MLP layers, NHWC graphs): :func:`as_chw`
     turns a recorded output into (N, C, H, W). ``overwritten`` is True when a later in-place operation
     changes this output during the same forward pass (so it must be copied when recorded).
+
+    A 3-D model (``model.input_depth`` set) is traced on (1, C, D, H, W): its 5-D outputs are the maps,
+    ``shape`` (C, D, H, W), ``spatial`` True.
     """
 
     name: str
