@@ -412,7 +412,8 @@ def upsample(map2d: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
     target = tuple(int(s) for s in size)
     if len(target) != array.ndim:
         raise FeatvizError(
-            f"A map of {array.ndim} dimensions needs a size of {array.ndim} numbers to upsample to, not {target}."
+            f"A 2-D map needs a size of two numbers to upsample to (height, width), a 3-D map three numbers "
+            f"(depth, height, width); this {array.ndim}-D map was given {target}."
         )
     if min(target) < 1:
         raise FeatvizError(f"The size to upsample to must be positive, not {target}.")
