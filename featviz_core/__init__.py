@@ -27,8 +27,16 @@ from .cam import (
     is_classifier,
     sanity_check,
 )
-from .demo import load_demo
-from .errors import CamError, FeatvizError, ImageLoadError, LayerError, ModelLoadError, VisualizeError
+from .demo import load_demo, load_demo_volume
+from .errors import (
+    CamError,
+    FeatvizError,
+    ImageLoadError,
+    InputKindError,
+    LayerError,
+    ModelLoadError,
+    VisualizeError,
+)
 from .exemplars import Exemplars, find_exemplars
 from .images import SUPPORTED_EXTENSIONS, Sample, image_digest, list_samples, load_image, sample_bytes
 from .layers import (
@@ -56,6 +64,7 @@ from .models.sources import (
     load_timm,
     load_torchvision,
     timm_weights_cached,
+    video_models,
     weights_are_cached,
 )
 from .visualize import OBJECTIVES, Visualization, visualize
@@ -75,6 +84,7 @@ __all__ = [
     "Extraction",
     "FeatvizError",
     "ImageLoadError",
+    "InputKindError",
     "LayerError",
     "LayerInfo",
     "LoadedModel",
@@ -107,6 +117,7 @@ __all__ = [
     "list_samples",
     "load_checkpoint",
     "load_demo",
+    "load_demo_volume",
     "load_from_code",
     "load_image",
     "load_spec",
@@ -118,6 +129,7 @@ __all__ = [
     "sanity_check",
     "spatial_layers",
     "timm_weights_cached",
+    "video_models",
     "visualize",
     "weights_are_cached",
 ]

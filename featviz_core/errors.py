@@ -22,6 +22,7 @@ __all__ = [
     "ExemplarsError",
     "EmptyCollectionError",
     "SeriesChoiceError",
+    "InputKindError",
 ]
 
 
@@ -39,6 +40,10 @@ class ModelLoadError(FeatvizError):
 
 class LayerError(FeatvizError):
     """A layer name that the model does not have, or whose output is not a spatial feature map."""
+
+
+class InputKindError(FeatvizError):
+    """A picture given to a 3-D model, or a volume or clip given to a 2-D one; the message says what to pick."""
 
 
 class CamError(FeatvizError):

@@ -52,7 +52,8 @@ def reference_ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM as Wang et al. 2004 (and skimage with gaussian_weights=True, use_sample_covariance=False):
     SciPy's Gaussian filter (sigma 1.5, 11 taps), the mean where the window fits."""
     def blur(x: np.ndarray) -> np.ndarray:
-        return scipy_ndimage.gaussian_filter(x, sigma=1.5, truncate=3.5, mode="reflect")[5:-5, 5:-5]
+        inner = (slice(5, -5),) * x.ndim  # where the 11-tap window fits (2-D or 3-D maps)
+        return scipy_ndimage.gaussian_filter(x, sigma=1.5, truncate=3.5, mode="reflect")[inner]
 
     c1, c2 = 0.01**2, 0.03**2
     mx, my = blur(a), blur(b)
@@ -168,6 +169,9 @@ def test_spearman_and_ssim_against_scipy() -> None:
         assert sanity_module.spearman(a, b) == pytest.approx(scipy_stats.spearmanr(a.ravel(), b.ravel()).statistic, abs=1e-12)
         assert sanity_module.ssim(a / 10, b / 10) == pytest.approx(reference_ssim(a / 10, b / 10), abs=1e-12)
     assert sanity_module.ssim(a / 10, a / 10) == pytest.approx(1.0)
+    volume = rng.uniform(0, 1, size=(12, 14, 13))  # a 3-D map: the same window along depth
+    noisy = np.clip(volume + rng.normal(0, 0.2, size=volume.shape), 0, 1)
+    assert sanity_module.ssim(volume, noisy) == pytest.approx(reference_ssim(volume, noisy), abs=1e-12)
     assert np.isnan(sanity_module.spearman(np.zeros(10), np.arange(10)))
 
 

@@ -3,9 +3,12 @@ the usual layer to explain."""
 
 from __future__ import annotations
 
+import math
+
 from PIL import Image
 
 from ..errors import LayerError
+from ..images.volume import Volume
 from ..layers.discovery import LayerInfo, list_layers
 from ..models.loaded import LoadedModel
 from .base import CamResult, Progress
@@ -17,7 +20,7 @@ __all__ = ["cam", "default_cam_layer", "gradcam"]
 
 def cam(
     model: LoadedModel,
-    image: Image.Image,
+    image: Image.Image | Volume,
     layer: str,
     class_index: int | None = None,
     method: str = "gradcam",
@@ -27,6 +30,7 @@ def cam(
 ) -> CamResult:
     """The ``method`` map (a name of :data:`~featviz_core.cam.methods.CAM_METHODS`) of ``class_index``
     (default: the most probable class), or of ``target`` for a model that is not a classifier, at ``layer``.
+    A 3-D model takes a :class:`~featviz_core.images.volume.Volume` and gives a (d, h, w) map.
 
     ``layer`` is a name from :func:`~featviz_core.layers.hooks.list_layers` whose output is a feature map
     (:class:`LayerError` otherwise; :func:`default_cam_layer` gives a good one). No score to explain, a class
@@ -40,7 +44,7 @@ def cam(
 
 def gradcam(
     model: LoadedModel,
-    image: Image.Image,
+    image: Image.Image | Volume,
     layer: str,
     class_index: int | None = None,
 ) -> CamResult:
@@ -54,9 +58,9 @@ def _is_pooling(info: LayerInfo) -> bool:
 
 
 def _has_area(info: LayerInfo) -> bool:
-    return (
-        info.spatial and info.shape is not None and len(info.shape) == 3 and info.shape[1] * info.shape[2] > 1
-    )
+    """A feature map (C, H, W) or (C, D, H, W) with more than one place."""
+    shape = info.shape
+    return info.spatial and shape is not None and len(shape) >= 3 and math.prod(shape[1:]) > 1
 
 
 def default_cam_layer(model: LoadedModel) -> str:

@@ -1,7 +1,7 @@
 """Which CAM methods a model allows: one rule, used by :meth:`CamMethod.run <featviz_core.cam.base.CamMethod>`'s
 check and by :func:`featviz_core.cam.methods.available_methods` (what pages offer).
 
-A model run outside PyTorch's autograd (an ONNX graph in onnxruntime, ``supports_gradients=False``) allows the
+A 3-D model allows the methods that say they work on volumes (all nine do). A model run outside PyTorch's autograd (an ONNX graph in onnxruntime, ``supports_gradients=False``) allows the
 methods that need no gradients and leave every layer's output as it is (Score-CAM, Eigen-CAM). This module
 reads a method's flags only, so the hook owner (:mod:`.base`) and the methods (:mod:`.methods`) can both use it.
 """
@@ -21,10 +21,17 @@ class MethodNeeds(Protocol):
     title: ClassVar[str]
     uses_gradients: ClassVar[bool]
     changes_layer_output: ClassVar[bool]
+    volumes: ClassVar[bool]
+    volume_note: ClassVar[str]
 
 
 def why_unavailable(method: type[MethodNeeds], model: LoadedModel, layer: str | None = None) -> str | None:
     """The sentence saying why ``method`` cannot run on ``model`` (at ``layer``, when given), or None when it can."""
+    if model.is_volumetric and not method.volumes:
+        return (
+            f"{method.title} cannot run on a 3-D model like {model.name}{method.volume_note}; choose "
+            "Grad-CAM, which works on volumes."
+        )
     if model.supports_gradients:
         return None
     if method.uses_gradients:

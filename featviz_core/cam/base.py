@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import FeatvizError, LayerError
+from ..images.volume import Volume
 from ..layers.discovery import LayerInfo, as_chw, layer_info, list_layers
 from ..layers.extract import class_scores, probabilities_from_output
 from ..layers.hooks import ActivationRecorder, Tap
@@ -67,7 +68,7 @@ Progress = Callable[[int, int, Any], None]
 class CamResult:
     """One class activation map and what it was computed for. Arrays are float32 and read-only.
 
-    ``cam`` is the raw map (h, w) at the layer's resolution, after the method's ReLU, not normalised, so
+    ``cam`` is the raw map (h, w) at the layer's resolution ((d, h, w) for a 3-D model: weights over D, H, W), after the method's ReLU, not normalised, so
     maps of different classes or images can be compared on one scale. ``normalized`` is ``cam / cam.max()``
     (all zeros when the map is zero everywhere, i.e. no place of this layer speaks for the score).
     ``weights`` are the channel weights (C,) (for methods whose weights vary by position, their mean over
@@ -94,9 +95,9 @@ class CamResult:
     target: CamTarget | None = None
 
     @property
-    def shape(self) -> tuple[int, int]:
-        """(h, w) of the map: the layer's spatial resolution."""
-        return (int(self.cam.shape[0]), int(self.cam.shape[1]))
+    def shape(self) -> tuple[int, ...]:
+        """(h, w) of the map, (d, h, w) for a 3-D model: the layer's spatial resolution."""
+        return tuple(int(s) for s in self.cam.shape)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -135,7 +136,7 @@ def auto_batch(model: LoadedModel, limit: int = 32) -> int:
     output of the whole batch under :data:`BATCH_MEMORY` (resnet18 at 224 px: 32; VGG16: 10), at most
     ``limit``. Batches of 16-32 run a pass 4-7 times faster than one image at a time on a CPU (bench/cams.py)."""
     sizes = [int(np.prod(info.shape)) for info in list_layers(model) if info.shape]
-    largest = max([*sizes, model.input_channels * model.input_size[0] * model.input_size[1]])
+    largest = max([*sizes, int(np.prod(model.input_shape))])
     return max(1, min(limit, BATCH_MEMORY // max(1, 2 * 4 * largest)))
 
 
@@ -158,7 +159,8 @@ class CamMethod:
     pytorch-grad-cam: override :meth:`channel_weights` (``a``, ``g`` -> (C,) weights; the map is
     ``sum_k w_k A_k``), or :meth:`cam_map` for maps weighted per position or methods that need more forward
     passes (:meth:`forward_scores`). ``a`` is the activation and ``g`` its gradient (None when
-    ``uses_gradients`` is False), both float64 (C, h, w) on the CPU. ReLU and normalisation follow.
+    ``uses_gradients`` is False), both float64 (C, h, w) on the CPU ((C, d, h, w) for a 3-D model: write
+    reductions over ``a.shape[1:]``). ReLU and normalisation follow.
 
     Everything that touches the model is here: hooks, the lock, eval mode, the device, the checks.
     """
@@ -171,6 +173,9 @@ class CamMethod:
     """Runs one forward pass per channel (slow: run it as a background job with a progress bar)."""
     changes_layer_output: ClassVar[bool] = False
     """Runs the network with a changed layer output (impossible for a graph run outside PyTorch)."""
+    volumes: ClassVar[bool] = True
+    """Runs on 3-D models (5-D feature maps); a method that cannot sets False and says why in ``volume_note``."""
+    volume_note: ClassVar[str] = ""
     batch_size: ClassVar[int | None] = None
     """Forward passes per batch; None: as many as fit in :data:`BATCH_MEMORY` (at most 32)."""
 
@@ -199,9 +204,9 @@ class CamMethod:
         raise NotImplementedError
 
     def cam_map(self, a: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(map before ReLU (h, w), weights (C,))."""
+        """(map before ReLU (h, w) or (d, h, w), weights (C,))."""
         weights = self.channel_weights(a, g)
-        return torch.einsum("k,khw->hw", weights, a), weights
+        return torch.einsum("k,k...->...", weights, a), weights
 
     # --- what a method may use ------------------------------------------------------------------
 
@@ -313,14 +318,15 @@ class CamMethod:
         return output, recorder.outputs.get(self.layer)
 
     def run(
-        self, image: Image.Image, class_index: int | None = None, target: CamTarget | None = None
+        self, image: Image.Image | Volume, class_index: int | None = None, target: CamTarget | None = None
     ) -> CamResult:
-        """The map for ``image``: of ``class_index`` (default: the most probable class) or of ``target``."""
+        """The map for ``image`` (a Volume for a 3-D model): of ``class_index`` (default: the most probable
+        class) or of ``target``."""
         self._check_model()
         model = self.model
         # ``inference_mode(False)``: this also works when the caller is inside ``torch.inference_mode()``.
         with torch.inference_mode(False), torch.no_grad():
-            self.input = model.preprocess(image).detach().to(model.device)
+            self.input = model.model_input(image).detach().to(model.device)
             output, raw = self._forward()
             # Any backward pass below runs outside the lock: it only reads the graph and the parameters.
             if raw is None:
@@ -378,20 +384,29 @@ class CamMethod:
         )
 
 
-def upsample(map2d: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``map2d`` (h, w) resized to ``size`` = (H, W) bilinearly (``align_corners=False``), as float32.
+def upsample(map2d: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """``map2d`` (h, w) resized to ``size`` = (H, W) bilinearly, or a 3-D map (d, h, w) to (D, H, W)
+    trilinearly (``align_corners=False``), as float32.
 
-    For overlays and exports: the map is stretched over the image the model saw (``model.model_view``).
+    For overlays and exports: the map is stretched over the image the model saw (``model.model_view``), or
+    over the volume (``volume.shape3d``).
     """
     array = np.asarray(map2d, dtype=np.float32)
-    if array.ndim != 2:
+    if array.ndim not in (2, 3):
         raise FeatvizError(
-            f"upsample takes one 2-D map (height × width), not an array of shape {array.shape}."
+            f"upsample takes one 2-D map (height × width) or 3-D map (depth × height × width), not an array of "
+            f"shape {array.shape}."
         )
-    height, width = (int(s) for s in size)
-    if height < 1 or width < 1:
-        raise FeatvizError(f"The size to upsample to must be positive, not {tuple(size)}.")
+    target = tuple(int(s) for s in size)
+    if len(target) != array.ndim:
+        raise FeatvizError(
+            f"A 2-D map needs a size of two numbers to upsample to (height, width), a 3-D map three numbers "
+            f"(depth, height, width); this {array.ndim}-D map was given {target}."
+        )
+    if min(target) < 1:
+        raise FeatvizError(f"The size to upsample to must be positive, not {target}.")
     tensor = torch.tensor(array)[None, None]  # a copy: CamResult arrays are read-only
+    mode = "bilinear" if array.ndim == 2 else "trilinear"
     with torch.inference_mode():
-        resized = F.interpolate(tensor, size=(height, width), mode="bilinear", align_corners=False)
+        resized = F.interpolate(tensor, size=target, mode=mode, align_corners=False)
     return resized[0, 0].numpy().copy()

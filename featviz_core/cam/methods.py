@@ -38,6 +38,11 @@ from .base import CamError, CamMethod
 __all__ = ["CAM_METHODS", "METHODS", "available_methods", "method_class", "why_unavailable"]
 
 
+def _places(a: torch.Tensor) -> tuple[int, ...]:
+    """The spatial dimensions of a (C, h, w) or (C, d, h, w) activation."""
+    return tuple(range(1, a.ndim))
+
+
 def _relu(x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(x, min=0)
 
@@ -48,7 +53,7 @@ class GradCAM(CamMethod):
 
     def channel_weights(self, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         assert g is not None
-        return g.mean(dim=(1, 2))
+        return g.mean(dim=_places(a))
 
 
 class GradCAMPlusPlus(CamMethod):
@@ -58,10 +63,10 @@ class GradCAMPlusPlus(CamMethod):
     def channel_weights(self, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         assert g is not None
         g2 = g * g
-        denominator = 2 * g2 + a.sum(dim=(1, 2), keepdim=True) * g2 * g
+        denominator = 2 * g2 + a.sum(dim=_places(a), keepdim=True) * g2 * g
         safe = (g != 0) & (denominator != 0)
         alpha = torch.where(safe, g2 / torch.where(safe, denominator, 1.0), 0.0)
-        return (alpha * _relu(g)).sum(dim=(1, 2))
+        return (alpha * _relu(g)).sum(dim=_places(a))
 
 
 class XGradCAM(CamMethod):
@@ -70,9 +75,9 @@ class XGradCAM(CamMethod):
 
     def channel_weights(self, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         assert g is not None
-        total = a.sum(dim=(1, 2), keepdim=True)
+        total = a.sum(dim=_places(a), keepdim=True)
         share = torch.where(total != 0, a / torch.where(total != 0, total, 1.0), 0.0)
-        return (share * g).sum(dim=(1, 2))
+        return (share * g).sum(dim=_places(a))
 
 
 class LayerCAM(CamMethod):
@@ -81,7 +86,7 @@ class LayerCAM(CamMethod):
 
     def cam_map(self, a: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert g is not None
-        return (_relu(g) * a).sum(dim=0), _relu(g).mean(dim=(1, 2))
+        return (_relu(g) * a).sum(dim=0), _relu(g).mean(dim=_places(a))
 
 
 class HiResCAM(CamMethod):
@@ -90,7 +95,7 @@ class HiResCAM(CamMethod):
 
     def cam_map(self, a: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         assert g is not None
-        return (g * a).sum(dim=0), g.mean(dim=(1, 2))
+        return (g * a).sum(dim=0), g.mean(dim=_places(a))
 
 
 class ScoreCAM(CamMethod):
@@ -100,13 +105,14 @@ class ScoreCAM(CamMethod):
     many_passes = True
 
     def channel_weights(self, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
-        size = tuple(int(s) for s in self.input.shape[-2:])
+        size = tuple(int(s) for s in self.input.shape[2:])
+        mode = "bilinear" if len(size) == 2 else "trilinear"  # a 3-D model: masks over the volume
         activation = self.activation.to(torch.float32)
 
         def masked(start: int, stop: int) -> torch.Tensor:
-            maps = F.interpolate(activation[:, start:stop], size=size, mode="bilinear", align_corners=True)[0]
-            low = maps.amin(dim=(1, 2), keepdim=True)
-            span = maps.amax(dim=(1, 2), keepdim=True) - low
+            maps = F.interpolate(activation[:, start:stop], size=size, mode=mode, align_corners=True)[0]
+            low = maps.amin(dim=_places(a), keepdim=True)
+            span = maps.amax(dim=_places(a), keepdim=True) - low
             masks = torch.where(span > 0, (maps - low) / torch.where(span > 0, span, 1.0), 0.0)
             return self.input * masks[:, None].to(self.input.dtype)
 
@@ -138,18 +144,18 @@ class AblationCAM(CamMethod):
 
 
 def _first_component(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Projection of the centred (positions × channels) matrix of ``x`` (C, h, w) on its first principal
-    direction, signed so that its largest magnitude is positive: (map (h, w), direction (C,))."""
-    channels, h, w = x.shape
-    rows = x.reshape(channels, h * w).T
+    """Projection of the centred (positions × channels) matrix of ``x`` (C, h, w) or (C, d, h, w) on its first
+    principal direction, signed so that its largest magnitude is positive: (map (h, w), direction (C,))."""
+    channels, places = int(x.shape[0]), x.shape[1:]
+    rows = x.reshape(channels, -1).T
     centred = rows - rows.mean(dim=0)
-    if h * w < 2 or not bool(centred.abs().max() > 0):
-        return torch.zeros(h, w, dtype=x.dtype), torch.zeros(channels, dtype=x.dtype)
+    if rows.shape[0] < 2 or not bool(centred.abs().max() > 0):
+        return torch.zeros(places, dtype=x.dtype), torch.zeros(channels, dtype=x.dtype)
     direction = torch.linalg.svd(centred, full_matrices=False).Vh[0]
     projection = centred @ direction
     if projection.min().abs() > projection.max().abs():
         projection, direction = -projection, -direction
-    return projection.reshape(h, w), direction
+    return projection.reshape(places), direction
 
 
 class EigenCAM(CamMethod):

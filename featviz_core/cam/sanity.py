@@ -39,6 +39,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..images.volume import Volume
 from ..layers.discovery import layer_info, list_layers
 from ..models.keys import model_key
 from ..models.loaded import LoadedModel
@@ -57,7 +58,7 @@ class SanityResult:
     """Both maps and how alike they are. ``spearman`` is NaN when a map is constant (e.g. empty).
     ``level``: "model" (changes a lot), "partly", "image" (barely changes) or "empty" (nothing to check).
     ``randomized`` lists the modules re-initialised, from the output down; ``size`` is (H, W) of the
-    comparison."""
+    comparison ((D, H, W) for a 3-D model)."""
 
     original: CamResult
     randomized: CamResult
@@ -67,7 +68,7 @@ class SanityResult:
     verdict: str
     randomized_modules: tuple[str, ...]
     seed: int
-    size: tuple[int, int]
+    size: tuple[int, ...]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -102,16 +103,18 @@ def _window(sigma: float = 1.5, radius: int = 5) -> np.ndarray:
 
 
 def _filter(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Separable filtering where the window fits entirely ("valid")."""
-    rows = np.lib.stride_tricks.sliding_window_view(image, taps.size, axis=0) @ taps
-    return np.lib.stride_tricks.sliding_window_view(rows, taps.size, axis=1) @ taps
+    """Separable filtering along every axis, where the window fits entirely ("valid")."""
+    for axis in range(image.ndim):
+        image = np.lib.stride_tricks.sliding_window_view(image, taps.size, axis=axis) @ taps
+    return image
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
-    """Mean structural similarity of two 2-D maps of at least 11×11 (see the module's notes)."""
+    """Mean structural similarity of two 2-D maps of at least 11×11, or two 3-D maps of at least 11×11×11
+    (the same Gaussian window along the third axis) (see the module's notes)."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 2 or min(x.shape) < 11:
-        raise ValueError("SSIM takes two 2-D maps of the same shape, at least 11×11")
+    if x.shape != y.shape or x.ndim not in (2, 3) or min(x.shape) < 11:
+        raise ValueError("SSIM takes two 2-D (or 3-D) maps of the same shape, at least 11 along each side")
     taps = _window()
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mx, my = _filter(x, taps), _filter(y, taps)
@@ -238,7 +241,7 @@ def _phase(progress: Progress | None, phase: int, phases: int) -> Progress | Non
 
 def sanity_check(
     model: LoadedModel,
-    image: Image.Image,
+    image: Image.Image | Volume,
     layer: str,
     class_index: int | None = None,
     method: str = "gradcam",
@@ -276,9 +279,9 @@ def sanity_check(
         )
     finally:
         del copied
-    height, width = (max(int(s), 11) for s in model.input_size)
-    a = upsample(original.normalized, (height, width))
-    b = upsample(randomized.normalized, (height, width))
+    size = tuple(max(int(s), 11) for s in model.input_shape[1:])  # (H, W), or (D, H, W) for a 3-D model
+    a = upsample(original.normalized, size)
+    b = upsample(randomized.normalized, size)
     rho, structure = spearman(a, b), ssim(a, b)
     level, verdict = _verdict(original, randomized, rho, structure)
     return SanityResult(
@@ -290,5 +293,5 @@ def sanity_check(
         verdict=verdict,
         randomized_modules=names,
         seed=int(seed),
-        size=(height, width),
+        size=size,
     )

@@ -18,8 +18,10 @@ from ..errors import ModelLoadError
 from ..models.keys import model_key
 from ..models.loaded import LoadedModel, ModelSource, view_transform
 from .net import CLASSES, INPUT_SIZE, MEAN, STD, TinyVGG
+from .volume_model import VOLUME_DEMO_NAME, VOLUME_WEIGHTS_PATH, load_demo_volume
 
-__all__ = ["DEMO_CLASSES", "DEMO_NAME", "WEIGHTS_PATH", "load_demo"]
+__all__ = ["DEMO_CLASSES", "DEMO_NAME", "VOLUME_DEMO_NAME", "VOLUME_WEIGHTS_PATH", "WEIGHTS_PATH", "load_demo",
+           "load_demo_volume"]
 
 DEMO_CLASSES: tuple[str, ...] = CLASSES
 """The demo model's classes, in the order of its outputs."""

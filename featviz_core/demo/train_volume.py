@@ -22,7 +22,8 @@ WEIGHTS = Path(__file__).resolve().parent / "tinyvgg3d.pt"
 
 
 def _normalise(data: np.ndarray) -> torch.Tensor:
-    return (torch.from_numpy(data) - VOLUME_MEAN) / VOLUME_STD
+    """As the model's preprocessing feeds it: values windowed to 0..1 (the noise clipped), then mean/std."""
+    return (torch.from_numpy(np.clip(data, 0.0, 1.0)) - VOLUME_MEAN) / VOLUME_STD
 
 
 def accuracy(model: nn.Module, data: np.ndarray, labels: np.ndarray) -> float:

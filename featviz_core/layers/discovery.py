@@ -44,6 +44,9 @@ class LayerInfo:
     them as (N, H, W, C) (ConvNeXt's and Swin's LayerNorm and MLP layers, NHWC graphs): :func:`as_chw`
     turns a recorded output into (N, C, H, W). ``overwritten`` is True when a later in-place operation
     changes this output during the same forward pass (so it must be copied when recorded).
+
+    A 3-D model (``model.input_depth`` set) is traced on (1, C, D, H, W): its 5-D outputs are the maps,
+    ``shape`` (C, D, H, W), ``spatial`` True.
     """
 
     name: str
@@ -81,7 +84,8 @@ _LAYER_CACHE_LOCK = threading.Lock()
 
 def _trace(model: LoadedModel, size: tuple[int, int]) -> Trace:
     """One forward pass of zeros at ``size``, every module call seen."""
-    dummy = torch.zeros(1, model.input_channels, *size, device=model.device)
+    depth = () if model.input_depth is None else (model.input_depth,)  # a 3-D model: (1, C, D, H, W)
+    dummy = torch.zeros(1, model.input_channels, *depth, *size, device=model.device)
     return trace_forward(model.module, dummy, lock=model.lock)
 
 
@@ -149,7 +153,7 @@ def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
     module = model.module
     named = [(n, m) for n, m in module.named_modules() if n]
     trace = _trace(model, model.input_size)
-    layouts = _layouts(model, trace)
+    layouts = _layouts(model, trace) if model.input_depth is None else {}  # 5-D maps are (N, C, D, H, W)
     infos: list[LayerInfo] = []
     seen: set[tuple[str, int]] = set()
     modules = dict(named)
@@ -173,7 +177,7 @@ def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
             params=sum(p.numel() for p in m.parameters()),
             depth=name.count(".") + 1,
             is_leaf=next(m.children(), None) is None,
-            spatial=bool(is_tensor and output.ndim == 4),
+            spatial=bool(is_tensor and output.ndim == (4 if model.input_depth is None else 5)),
             overwritten=overwritten,
             channels_last=channels_last,
         )
@@ -245,7 +249,7 @@ def default_layer(model: LoadedModel) -> str:
     infos = [i for i in list_layers(model) if i.spatial]
     if not infos:
         raise LayerError(f"{model.name} has no layer that outputs feature maps (channels × height × width).")
-    for kinds in (_ACTIVATIONS, {"Conv2d"}):
+    for kinds in (_ACTIVATIONS, {"Conv2d", "Conv3d"}):
         candidates = [i for i in infos if i.type in kinds and i.is_leaf]
         if len(candidates) >= 2:
             return candidates[(len(candidates) - 1) // 2].name

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from ..errors import LayerError
+from ..images.volume import Volume
 from ..models.loaded import LoadedModel
 from .discovery import as_chw, layer_info
 from .hooks import ActivationRecorder
@@ -21,9 +22,9 @@ __all__ = ["Extraction", "class_scores", "extract", "probabilities_from_output"]
 class Extraction:
     """What one forward pass showed.
 
-    ``activations`` maps each requested layer name to a float32 array of shape (C, H, W), exactly the
-    values the layer produced. ``probabilities`` are the softmax of the model's logits (None when the
-    model's output is not one vector of logits). Arrays are read-only.
+    ``activations`` maps each requested layer name to a float32 array of shape (C, H, W) ((C, D, H, W) for
+    a 3-D model), exactly the values the layer produced. ``probabilities`` are the softmax of the model's
+    logits (None when the model's output is not one vector of logits). Arrays are read-only.
     """
 
     activations: dict[str, np.ndarray]
@@ -110,8 +111,11 @@ def to_host(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return out
 
 
-def extract(model: LoadedModel, image: Image.Image, layers: Sequence[str]) -> Extraction:
+def extract(model: LoadedModel, image: Image.Image | Volume, layers: Sequence[str]) -> Extraction:
     """Feature maps of ``layers`` (names from :func:`list_layers`) for ``image``, and class probabilities.
+
+    A 3-D model takes a :class:`~featviz_core.images.volume.Volume` instead of a picture and gives float32
+    (C, D, H, W) maps (:meth:`~featviz_core.models.loaded.LoadedModel.preprocess_volume` feeds it).
 
     Hooks are registered on those layers only, under the model's lock, and removed afterwards whatever
     happens. Outputs that a later in-place operation would overwrite are copied; the rest are kept as
@@ -122,7 +126,7 @@ def extract(model: LoadedModel, image: Image.Image, layers: Sequence[str]) -> Ex
         raise LayerError("No layer chosen; pass at least one name from list_layers(model).")
     infos = [layer_info(model, name, spatial=True) for name in names]
     to_clone = {info.name for info in infos if info.overwritten}
-    tensor = model.preprocess(image).to(model.device)
+    tensor = model.model_input(image).to(model.device)
     with (
         ActivationRecorder(model.module, names, clone=to_clone, lock=model.lock) as recorder,
         torch.inference_mode(),

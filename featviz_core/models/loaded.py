@@ -20,7 +20,8 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import functional as TF
 
-from ..errors import ModelLoadError
+from ..errors import InputKindError, ModelLoadError
+from ..images.volume import Volume
 
 __all__ = [
     "NORMALIZATIONS",
@@ -83,6 +84,22 @@ class LoadedModel:
     supports_gradients: bool = True
     """False when the model runs outside autograd (an ONNX graph read by onnxruntime): methods that need
     gradients (Grad-CAM, feature visualization) refuse it with a sentence saying why."""
+    input_depth: int | None = None
+    """Slices (or frames) of the volume a 3-D model takes, with ``input_size`` its (height, width); None for a
+    2-D model."""
+    volume_transform: Callable[[Volume], torch.Tensor] | None = None
+    """A 3-D model's preprocessing: a Volume -> (1, C, D, H, W) (see :mod:`featviz_core.models.volume_input`)."""
+
+    @property
+    def is_volumetric(self) -> bool:
+        """True for a 3-D model: it takes volumes or clips (:meth:`preprocess_volume`), not pictures."""
+        return self.input_depth is not None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input without the batch dimension: (C, H, W), or (C, D, H, W) for a 3-D model."""
+        depth = () if self.input_depth is None else (int(self.input_depth),)
+        return (int(self.input_channels), *depth, *(int(s) for s in self.input_size))
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, ModelSource):  # the plain word ("timm") is accepted and typed here
@@ -116,13 +133,39 @@ class LoadedModel:
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """The exact tensor the model sees: shape (1, C, H, W), float32."""
+        self._check_kind(image)
         tensor = self.transform(self.prepare_image(image))
         if tensor.ndim == 3:
             tensor = tensor.unsqueeze(0)
         return tensor.to(torch.float32)
 
+    def preprocess_volume(self, volume: Volume) -> torch.Tensor:
+        """The exact tensor a 3-D model sees for ``volume``: (1, C, D, H, W), float32 (resampled to the
+        model's input; the volume itself keeps its spacing)."""
+        self._check_kind(volume)
+        assert self.volume_transform is not None
+        return self.volume_transform(volume).to(torch.float32)
+
+    def model_input(self, data: Image.Image | Volume) -> torch.Tensor:
+        """:meth:`preprocess` for a picture, :meth:`preprocess_volume` for a volume or clip (what
+        ``extract``, ``cam`` and ``sanity_check`` take); :class:`InputKindError` when it does not fit."""
+        return self.preprocess_volume(data) if isinstance(data, Volume) else self.preprocess(data)
+
+    def _check_kind(self, data: object) -> None:
+        if isinstance(data, Volume) and not self.is_volumetric:
+            raise InputKindError(
+                f"{self.name} looks at single pictures, not at a 3-D scan or a clip: pick a 3-D model (the 3-D "
+                "demo model, or a video model such as r3d_18), or show one slice of the scan as a picture."
+            )
+        if not isinstance(data, Volume) and (self.is_volumetric or self.volume_transform is not None):
+            raise InputKindError(
+                f"{self.name} looks at 3-D scans and clips, not at single pictures: open a scan (NIfTI, a DICOM "
+                "series) or a video, or pick a 2-D model for this picture."
+            )
+
     def model_view(self, image: Image.Image) -> Image.Image:
         """The image resized and cropped as the model sees it, without normalisation (for overlays)."""
+        self._check_kind(image)
         return self.view(self.prepare_image(image))
 
     def category(self, index: int) -> str:
@@ -169,13 +212,13 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 class Preprocessing:
     """How to feed a model that does not say it itself (a user's own class, an ONNX file).
 
-    ``input_size`` (H, W); ``normalization`` one of :data:`NORMALIZATIONS` unless ``mean`` and ``std``
+    ``input_size`` (H, W), or (D, H, W) for a 3-D model (one number: a square, or a cube); ``normalization`` one of :data:`NORMALIZATIONS` unless ``mean`` and ``std``
     are given; ``channels`` 1 or 3 (None: from the model's first convolution); ``resize`` the shorter side
     before the centre crop (None: the crop's size); ``categories`` the class names in output order.
     A factory given to ``featviz run --model`` may return ``(module, Preprocessing(...))``.
     """
 
-    input_size: tuple[int, int] | int = (224, 224)
+    input_size: tuple[int, int] | tuple[int, int, int] | int = (224, 224)
     normalization: str = "imagenet"
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -188,8 +231,16 @@ class Preprocessing:
         size = self.input_size
         if isinstance(size, int):
             return (size, size)
-        height, width = (int(v) for v in size)
+        height, width = (int(v) for v in tuple(size)[-2:])
         return (height, width)
+
+    @property
+    def depth(self) -> int | None:
+        """D of a (D, H, W) ``input_size``, the side of a cube for one number; None for (H, W)."""
+        size = self.input_size
+        if isinstance(size, int):
+            return int(size)
+        return int(size[0]) if len(size) == 3 else None
 
 
 class Normalizer:

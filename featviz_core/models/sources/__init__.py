@@ -10,6 +10,7 @@
 | code          | :func:`load_from_code`   | ``package.module:factory`` (command line of a local run only)        |
 |               | :func:`load_module`      | an ``nn.Module`` in memory (``featviz.show(model)`` in a notebook)   |
 | demo          | :func:`~featviz_core.demo.load_demo` | nothing: the bundled offline model                       |
+|               | :func:`~featviz_core.demo.load_demo_volume` | nothing: the bundled offline 3-D model (volumes)  |
 
 Nothing downstream asks which source a model came from: ``LoadedModel.source`` (a :class:`~featviz_core.models.ModelSource`)
 says it for display, and pages read capabilities (``has_random_weights``, ``takes_class_names``, ``supports_gradients``).
@@ -27,6 +28,7 @@ from .torchvision import (
     download_weights,
     is_convolutional,
     load_torchvision,
+    video_models,
     weights_are_cached,
     weights_cache_path,
 )
@@ -50,6 +52,7 @@ __all__ = [
     "load_timm",
     "load_torchvision",
     "timm_weights_cached",
+    "video_models",
     "weights_are_cached",
     "weights_cache_path",
 ]

@@ -29,6 +29,7 @@ from ...errors import ModelLoadError
 from ..class_names import parse_class_names
 from ..keys import bytes_digest, model_key, names_digest
 from ..loaded import LoadedModel, ModelSource, Preprocessing, standard_preprocessing
+from ..volume_input import VolumePreprocessing, no_picture, no_view
 from .input_size import accepted_size
 from .state_dicts import read_weights
 
@@ -153,9 +154,26 @@ def _load_weights(module: nn.Module, data: bytes, filename: str, spec: str) -> s
     return weights.format
 
 
+def _first_conv(module: nn.Module) -> nn.Module | None:
+    return next((m for m in module.modules() if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d)), None)
+
+
 def _first_conv_channels(module: nn.Module) -> int | None:
-    conv = next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
-    return int(conv.in_channels) if conv is not None else None
+    conv = _first_conv(module)
+    return int(conv.in_channels) if isinstance(conv, nn.Conv2d | nn.Conv3d) else None
+
+
+def is_volumetric(module: nn.Module) -> bool:
+    """True when ``module`` is a 3-D network: its first convolution is an ``nn.Conv3d`` (MONAI's 3-D nets)."""
+    return isinstance(_first_conv(module), nn.Conv3d)
+
+
+DEFAULT_VOLUME_SIZE: tuple[int, int, int] = (96, 96, 96)
+"""Input (D, H, W) of a 3-D model whose factory does not say (MONAI's tutorials' usual crop)."""
+
+_VOLUME_SCALES = {"imagenet": (0.0, 1.0), "0-1": (0.0, 1.0), "-1-1": (0.5, 0.5), "0-255": (0.0, 1 / 255)}
+"""(mean, std) on the 0..1 windowed volume for each normalisation; ImageNet's colour statistics mean nothing
+for a scan, so the default gives 0..1."""
 
 
 def load_from_code(
@@ -245,6 +263,9 @@ def _loaded(
         categories = [str(c) for c in classes]
     channels = pre.channels or _first_conv_channels(module) or 3
     module.eval()
+    if is_volumetric(module):
+        return _loaded_volume(module, pre, categories, channels, name=name, key=key, origin=origin,
+                              weights=weights, who=who, python=hint == _PYTHON_HINT)
     size, chosen = _runnable_size(module, channels, pre.size, who, size_given, hint)
     transform, view = standard_preprocessing(size, channels, normalization=pre.normalization, mean=pre.mean,
                                              std=pre.std, resize=pre.resize if not chosen else None)
@@ -286,12 +307,74 @@ def _runnable_size(
 
 def _try_once(module: nn.Module, channels: int, size: tuple[int, int]) -> str | None:
     """None if ``module`` runs on a blank input of this size, else why not (the user's own words)."""
+    return _try_shape(module, (channels, *size))
+
+
+def _try_shape(module: nn.Module, shape: tuple[int, ...]) -> str | None:
+    """None if ``module`` runs on a blank input of ``shape`` (no batch dimension), else why not."""
     first = next(itertools.chain(module.parameters(), module.buffers()), None)
     device = first.device if first is not None else torch.device("cpu")
     try:
         with torch.no_grad():
-            module(torch.zeros(1, channels, *size, device=device))
+            module(torch.zeros(1, *shape, device=device))
     except Exception as exc:  # noqa: BLE001 - the user's model, the user's words
-        _log.warning("%s×%s×%s input refused", channels, *size, exc_info=True)
+        _log.warning("%s input refused", "×".join(str(s) for s in shape), exc_info=True)
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}"
     return None
+
+
+def _volume_size(pre: Preprocessing, who: str, python: bool) -> tuple[int, int, int]:
+    depth = pre.depth
+    if depth is None:
+        if pre.size == Preprocessing().size:  # nothing given: the usual 3-D size
+            return DEFAULT_VOLUME_SIZE
+        raise ModelLoadError(f"{who} is a 3-D model, so its input size needs three numbers: {_volume_hint(python)}")
+    return (depth, *pre.size)
+
+
+def _volume_hint(python: bool) -> str:
+    where = "pass preprocessing=" if python else "return (model, "
+    return f"{where}Preprocessing(input_size=(D, H, W)){'' if python else ')'} with its depth, height and width."
+
+
+def _loaded_volume(
+    module: nn.Module,
+    pre: Preprocessing,
+    categories: list[str] | None,
+    channels: int,
+    *,
+    name: str,
+    key: str,
+    origin: str,
+    weights: str | None,
+    who: str,
+    python: bool,
+) -> LoadedModel:
+    """A 3-D model from code: fed (1, C, D, H, W) by :class:`VolumePreprocessing` (0..1, then mean/std)."""
+    size = _volume_size(pre, who, python)
+    refusal = _try_shape(module, (channels, *size))
+    if refusal is not None:
+        shape = "×".join(str(s) for s in (channels, *size))
+        raise ModelLoadError(f"{who} could not run on a {shape} volume ({refusal}). Give its input size: "
+                             f"{_volume_hint(python)}")
+    if pre.mean is not None and pre.std is not None:
+        mean, std = pre.mean, pre.std
+    elif pre.normalization in _VOLUME_SCALES:
+        mean, std = _VOLUME_SCALES[pre.normalization]
+    else:
+        raise ModelLoadError(f"Unknown normalization '{pre.normalization}'; use one of: {', '.join(_VOLUME_SCALES)}.")
+    try:
+        transform = VolumePreprocessing(size, channels, mean, std)
+    except ValueError:
+        raise ModelLoadError(f"The normalisation needs {channels} mean and {channels} non-zero std values, one per "
+                             "input channel.") from None
+    depth, height, width = size
+    return LoadedModel(
+        module=module, name=name, categories=categories, input_channels=channels, input_size=(height, width),
+        key=model_key(key, f"{depth}x{height}x{width}", pre.normalization, pre.mean, pre.std, channels,
+                      names_digest(categories) if categories else "-"),
+        transform=no_picture, view=no_view, source="code", weights=weights, input_depth=depth,
+        volume_transform=transform,
+        provenance=f"{origin} (3-D, {channels} input channel{'s' if channels != 1 else ''}, "
+        f"{depth}×{height}×{width} input)",
+    )  # fmt: skip

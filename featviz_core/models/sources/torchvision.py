@@ -17,6 +17,7 @@ from torchvision.transforms import functional as TF
 from ...errors import ModelLoadError
 from ..keys import model_key
 from ..loaded import LoadedModel, ModelSource, view_transform
+from ..volume_input import VideoPreprocessing, no_picture, no_view
 from .download import ProgressCallback, fetch
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "is_convolutional",
     "load_torchvision",
     "model_family",
+    "video_models",
     "weights_are_cached",
     "weights_cache_path",
 ]
@@ -42,18 +44,31 @@ def classification_models() -> tuple[str, ...]:
     return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
 
 
+VIDEO_FRAMES = 16
+"""Frames a torchvision video classifier is fed: the clip length its weights were trained and evaluated on."""
+
+
+@lru_cache(maxsize=1)
+def video_models() -> tuple[str, ...]:
+    """torchvision's convolutional video classifiers (Kinetics-400), which take clips (1, 3, T, H, W):
+    ``mc3_18``, ``r2plus1d_18``, ``r3d_18``, ``s3d``. They are 3-D models: they take a
+    :class:`~featviz_core.images.volume.Volume` (a clip, or a scan's slices as frames)."""
+    names = torchvision.models.list_models(module=torchvision.models.video)
+    return tuple(sorted(n for n in names if n.startswith(("r3d", "mc3", "r2plus1d", "s3d"))))
+
+
 def is_convolutional(name: str) -> bool:
     """False for the transformer families whose inner outputs are tokens, not (C, H, W) maps."""
     return not name.startswith(_NON_CNN_PREFIXES)
 
 
 def _check_name(name: str) -> None:
-    if name not in classification_models():
-        close = [m for m in classification_models() if m.startswith(name[:4])][:5]
+    if name not in classification_models() and name not in video_models():
+        close = [m for m in (*classification_models(), *video_models()) if m.startswith(name[:4])][:5]
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ModelLoadError(
             f"'{name}' is not a torchvision classification model.{hint} "
-            "Choose one from featviz_core.classification_models()."
+            "Choose one from featviz_core.classification_models() (video_models() for clips)."
         )
 
 
@@ -117,6 +132,8 @@ def load_torchvision(
     Pretrained weights are read from torch's hub cache (``$TORCH_HOME/hub/checkpoints``) and downloaded
     there first when missing, reporting ``progress(done, total)``. No network -> :class:`ModelLoadError`.
     Preprocessing is exactly ``weights.transforms()`` (for random weights: the default weights' transforms).
+    A video classifier (:func:`video_models`) is a 3-D model: it takes a Volume, :data:`VIDEO_FRAMES` frames
+    taken evenly from it, then its weights' video ``transforms()`` -> (1, 3, T, H, W).
     """
     _check_name(name)
     enum = _weights_enum(name)
@@ -145,6 +162,13 @@ def load_torchvision(
         key = model_key(ModelSource.TORCHVISION, name, "random")
     module.eval()
     transforms = reference.transforms()
+    if name in video_models():
+        return LoadedModel(
+            module=module, name=name, key=key, categories=categories, input_channels=3,
+            input_size=_input_size(transforms), transform=no_picture, view=no_view, source="torchvision",
+            provenance=provenance, weights=w.name if w is not None else None, input_depth=VIDEO_FRAMES,
+            volume_transform=VideoPreprocessing(transforms, VIDEO_FRAMES),
+        )  # fmt: skip
     view = view_transform(
         getattr(transforms, "resize_size", None),
         getattr(transforms, "crop_size", [224]),
@@ -169,7 +193,8 @@ _FAMILIES = (
     ("mobilenet", "MobileNet"), ("mnasnet", "MNASNet"), ("regnet", "RegNet"), ("convnext", "ConvNeXt"),
     ("inception", "Inception"), ("googlenet", "GoogLeNet"), ("shufflenet", "ShuffleNet"),
     ("squeezenet", "SqueezeNet"), ("alexnet", "AlexNet"), ("vit", "Vision Transformer"),
-    ("swin", "Swin Transformer"), ("maxvit", "MaxViT"),
+    ("swin", "Swin Transformer"), ("maxvit", "MaxViT"), ("r3d", "Video ResNet"), ("mc3", "Video ResNet"),
+    ("r2plus1d", "Video ResNet"), ("s3d", "S3D (video)"),
 )
 
 
