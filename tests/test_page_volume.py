@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from featviz_core.figures import window_range
-from featviz_core.images import PLANES, WINDOW_PRESETS, load_volume, phantom_volume
+from featviz_core.images import PLANES, WINDOW_PRESETS, Volume, load_volume, phantom_volume
 from tests.conftest import decode_array, no_exception, plotly_figures
 from tests.volume_builders import ct_slice, nifti, video, zip_of
 
@@ -156,3 +156,36 @@ def test_an_uploaded_scan_is_never_written_to_disk(make_app) -> None:
     assert len(_planes(at)) == 3
     changed = [p for p, meta in snapshot(*roots).items() if before.get(p) != meta]
     assert not [p for p in changed if contains(p, marker)], "the upload was written to disk"
+
+
+def test_a_3d_model_shows_its_maps_at_the_slice_and_grad_cam_in_three_planes(make_app, monkeypatch) -> None:
+    from featviz_core import cam, default_cam_layer, extract
+    from featviz_core.cam import upsample
+    from featviz_core.demo import load_demo_volume
+    from ui import cache
+    from ui.volume_model_view import depth_index
+
+    runs: list[str] = []
+    counted = cache._count_forward
+    monkeypatch.setattr(cache, "_count_forward", lambda kind, *rest: (runs.append(kind), counted(kind, *rest)))
+    at = make_app(page=PAGE)
+    no_exception(at)
+    volume, model = phantom_volume(), load_demo_volume()
+    layer = at.selectbox(key="volume_model_layer").value
+    maps = extract(model, volume, [layer]).activations[layer]
+    figures = plotly_figures(at)
+    mosaic = next(f for f in figures if any(t.get("name") == "tiles" for t in f["data"]))
+    tiles = decode_array(mosaic["data"][0]["z"])
+    z = depth_index(volume.shape3d[0] // 2, volume.shape3d[0], maps.shape[1])
+    np.testing.assert_array_equal(tiles[: maps.shape[2], : maps.shape[3]], maps[0, z])  # channel 0's tile, exact
+    heat = upsample(cam(model, volume, default_cam_layer(model)).normalized, volume.shape3d)
+    cams = {t["name"]: t for f in figures for t in f["data"] if str(t.get("name", "")).endswith("Grad-CAM")}
+    assert sorted(cams) == sorted(f"{p} Grad-CAM" for p in PLANES)
+    axial = decode_array(cams["axial Grad-CAM"]["z"])
+    np.testing.assert_allclose(axial, Volume(array=heat, spacing=volume.spacing, kind="volume", modality=None,
+                                             window=None, description="").slice("axial", volume.shape3d[0] // 2),
+                               rtol=1e-5, atol=1e-6)
+    before = len(runs)
+    at.slider(key="volume_axial").set_value(10).run()  # a new slice re-slices the cached maps
+    no_exception(at)
+    assert len(runs) == before, f"moving the slice ran the model again: {runs[before:]}"

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import streamlit as st
 from PIL import Image
 
@@ -35,7 +36,7 @@ from featviz_core.attention import AttentionResult
 from featviz_core.attention import attention as compute_attention
 from featviz_core.cam import CamResult, CamTarget, SanityResult, sanity_check
 from featviz_core.cam import cam as compute_cam
-from featviz_core.demo import load_demo
+from featviz_core.demo import load_demo, load_demo_volume
 from featviz_core.images import SeriesInfo, Volume, auto_window, list_series, load_image, load_volume
 from featviz_core.models import choose_device, place
 from featviz_core.models.sources import OnnxInfo, inspect_onnx, load_checkpoint, load_onnx
@@ -253,3 +254,23 @@ def volume_series(digest: str, _data: bytes) -> list[SeriesInfo]:
 def volume_auto_window(volume_key: str, _volume: Volume) -> tuple[float, float]:
     """The 1st..99th percentile window of a loaded volume (``volume_key``: digest and series)."""
     return auto_window(_volume.array)
+
+
+@st.cache_resource(max_entries=1, show_spinner=False)
+def demo_volume_model() -> LoadedModel:
+    """The bundled 3-D demo model (offline), shared by every session."""
+    return placed(load_demo_volume())
+
+
+@st.cache_data(max_entries=8, max_size=EXTRACTION_BYTES, show_spinner=False)
+def volume_extraction(volume_key: str, model_key: str, layer: str, _model: LoadedModel, _volume: Volume) -> np.ndarray:
+    """A 3-D model's maps (C, D, H, W) at ``layer`` for a loaded volume (``volume_key``: digest and series)."""
+    _count_forward("extract-3d", model_key, volume_key, (layer,))
+    return extract(_model, _volume, [layer]).activations[layer]
+
+
+@st.cache_data(max_entries=8, max_size=EXTRACTION_BYTES, show_spinner=False)
+def volume_cam(volume_key: str, model_key: str, layer: str, _model: LoadedModel, _volume: Volume) -> CamResult:
+    """Grad-CAM (D, H, W) of a 3-D model's most probable class at ``layer`` for a loaded volume."""
+    _count_forward("gradcam-3d", model_key, volume_key, (layer,))
+    return compute_cam(_model, _volume, layer, None, "gradcam")

@@ -16,6 +16,7 @@ from featviz_core import figures
 from featviz_core.images import PLANES, WINDOW_PRESETS, Volume
 
 from . import cache
+from .volume_model_view import model_view
 
 SLICE_KEYS = {plane: f"volume_{plane}" for plane in PLANES}
 """Session-state key of each plane's slice slider."""
@@ -181,3 +182,5 @@ def viewer(volume_key: str, volume: Volume) -> None:
         _clip(volume_key, volume, window)
     else:
         _planes(volume_key, volume, window)
+        if volume.channels == 1:
+            model_view(volume_key, volume, slice_indices(volume))
