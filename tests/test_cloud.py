@@ -52,14 +52,14 @@ def test_cloud_requirements_pin_the_cpu_wheels_within_the_project_requirements()
 
 
 def test_cloud_is_the_same_app() -> None:
-    for name in ("app.py", "ui", "pages", "featviz_core"):
+    for name in ("app.py", "ui", "pages", "featviz_core", "featviz"):
         link = CLOUD / name
         assert link.is_symlink() and link.resolve() == (ROOT / name).resolve(), name
     imported = {m.split(".")[0] for m in re.findall(r"^\s*(?:from|import)\s+([\w.]+)",
-                                                   "\n".join(p.read_text() for p in (ROOT / "ui").glob("*.py")),
+                                                   "\n".join(p.read_text() for p in [*(ROOT / "ui").glob("*.py"), ROOT / "app.py"]),
                                                    re.MULTILINE)}
     local = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
-    assert imported & local <= {"ui", "featviz_core"}, "the app imports a package that cloud/ does not link"
+    assert imported & local <= {"ui", "featviz_core", "featviz"}, "the app imports a package that cloud/ does not link"
 
 
 @pytest.mark.browser

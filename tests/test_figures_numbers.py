@@ -39,6 +39,9 @@ BUILDERS: dict[str, Callable[[float], go.Figure]] = {
     "probability_figure": lambda s: figures.probability_figure([("cat", 0.7), ("dog", 0.2)]),
     "filter_mosaic_figure": lambda s: figures.filter_mosaic_figure(_maps(s, (6, 3, 5, 5))),
     "rgb_filters_figure": lambda s: figures.rgb_filters_figure(_maps(s, (6, 3, 5, 5))),
+    "plane_figure": lambda s: figures.plane_figure(_maps(s)[0], (1.0, 2.0), zrange=(-s, 2 * s), showscale=True),
+    "frame_figure": lambda s: figures.frame_figure(np.zeros((8, 10, 3), np.uint8)),
+    "filmstrip_figure": lambda s: figures.filmstrip_figure(list(_maps(s)[:3]), [0, 1, 2]),
 }
 CASES = [(name, scale) for name in BUILDERS for scale in SCALES]
 

@@ -128,6 +128,7 @@ def _side_letters(sides: tuple[str, str, str, str]) -> list[dict[str, Any]]:
     ]
 
 
+@with_plain_numbers
 def plane_figure(
     slice2d: np.ndarray,
     spacing: tuple[float, float] = (1.0, 1.0),
@@ -189,6 +190,7 @@ def plane_figure(
     return go.Figure({"data": [heatmap], "layout": layout})
 
 
+@with_plain_numbers
 def frame_figure(
     frame: np.ndarray,
     *,
