@@ -245,6 +245,27 @@ def test_hugging_face_models_are_read_from_their_config(kind: str) -> None:
         assert all(i.layout.prefix == prefix for i in tokens if "encoder" in i.name or "layers." in i.name)
 
 
+def test_torchvision_vit_is_read_from_its_attributes() -> None:
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    net = VisionTransformer(image_size=64, patch_size=16, num_layers=3, num_heads=2, hidden_dim=32, mlp_dim=64)
+    transform, view = standard_preprocessing((64, 64), 3)
+    model = LoadedModel(
+        module=net.eval(), name="tv-vit", key="test:tv-vit", categories=None, input_channels=3, input_size=(64, 64),
+        transform=transform, view=view, source="test", provenance="random torchvision ViT",
+    )
+    assert token_grid(net, (64, 64)) == TokenGrid(((4, 4),), 1, True, "torchvision")
+    assert default_layer(model) == "encoder.layers.encoder_layer_1"
+    assert default_cam_layer(model) == "encoder.layers.encoder_layer_2.ln_1"
+    image = random_image(4)
+    name = "encoder.layers.encoder_layer_1"
+    got = extract(model, image, [name])
+    expected, first = hand_map(plain_outputs(net, [name], model.preprocess(image))[name], 1, (4, 4))
+    np.testing.assert_array_equal(got.activations[name], expected)
+    np.testing.assert_array_equal(got.prefix[name], first)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The rules, one by one
 

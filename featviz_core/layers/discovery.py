@@ -248,12 +248,15 @@ _ACTIVATIONS = {
 
 
 def token_blocks(model: LoadedModel) -> list[LayerInfo]:
-    """The blocks of a vision transformer whose outputs are token maps (``blocks.0`` ... ``blocks.11``: calls
-    of modules numbered inside a container), in execution order; empty for other models."""
-    return [
-        i for i in list_layers(model)
-        if i.tokens and not i.is_leaf and i.module_name.rpartition(".")[2].isdigit()
-    ]
+    """The blocks of a vision transformer whose outputs are token maps, in execution order: module calls with
+    token maps that are not leaves and have a sibling of the same type (timm's ``blocks.0`` ... ``blocks.11``,
+    Hugging Face's ``vit.layers.N``, torchvision's ``encoder.layers.encoder_layer_N``); empty for other models."""
+    candidates = [i for i in list_layers(model) if i.tokens and not i.is_leaf and i.calls > 0]
+    groups: dict[tuple[str, str], int] = {}
+    for info in candidates:
+        key = (info.module_name.rpartition(".")[0], info.type)
+        groups[key] = groups.get(key, 0) + 1
+    return [i for i in candidates if groups[(i.module_name.rpartition(".")[0], i.type)] >= 2]
 
 
 def default_layer(model: LoadedModel) -> str:

@@ -3,8 +3,8 @@
 Read from the model's own attributes, never guessed from a token count: timm's patch embedding (``grid_size``,
 ``patch_size``, ``dynamic_feat_size``, ``dynamic_img_size``) and ``num_prefix_tokens`` (or its ``cls_token``,
 ``dist_token``, ``reg_token``); Hugging Face transformers' ``config.patch_size``/``image_size`` with the actual
-input size and its embeddings' class, distillation and register tokens (transformers is never imported).
-:mod:`featviz_core.layers.layout` uses it to decide which outputs are token maps.
+input size and its embeddings' class, distillation and register tokens (transformers is never imported);
+torchvision's ViT (``patch_size``, ``class_token``). :mod:`featviz_core.layers.layout` uses it to decide which outputs are token maps.
 """
 
 from __future__ import annotations
@@ -152,12 +152,24 @@ def _hf_tokens(module: nn.Module, size: tuple[int, int]) -> TokenGrid | None:
     return None
 
 
+def _torchvision_tokens(module: nn.Module, size: tuple[int, int]) -> TokenGrid | None:
+    """torchvision's VisionTransformer: ``patch_size`` and ``image_size`` (ints), a ``conv_proj`` and a
+    ``class_token``."""
+    for owner in _candidates(module):
+        patch = getattr(owner, "patch_size", None)
+        if isinstance(patch, int) and isinstance(getattr(owner, "conv_proj", None), nn.Module):
+            prefix = _token_count(getattr(owner, "class_token", None))
+            return TokenGrid(((size[0] // patch, size[1] // patch),), prefix, True, "torchvision")
+    return None
+
+
 def token_grid(module: nn.Module, input_size: tuple[int, int]) -> TokenGrid | None:
     """What ``module`` says about its patch grid and prefix tokens for an input of ``input_size`` =
     (height, width): timm (``patch_embed.grid_size`` / ``dynamic_feat_size``, ``num_prefix_tokens`` or its
-    ``cls_token``/``dist_token``/``reg_token``) or Hugging Face transformers (``config.patch_size`` and the
-    actual input size, the embeddings' class, distillation and register tokens). None when it says nothing."""
+    ``cls_token``/``dist_token``/``reg_token``), Hugging Face transformers (``config.patch_size`` and the
+    actual input size, the embeddings' class, distillation and register tokens) or torchvision's ViT
+    (``patch_size``, ``class_token``). None when it says nothing."""
     size = (int(input_size[0]), int(input_size[1]))
-    return _timm_tokens(module, size) or _hf_tokens(module, size)
+    return _timm_tokens(module, size) or _hf_tokens(module, size) or _torchvision_tokens(module, size)
 
 
