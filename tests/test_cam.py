@@ -662,3 +662,114 @@ def test_every_spatial_tiny_layer_matches_reference(tiny, image) -> None:
         if info.spatial:
             result = gradcam(tiny, image, info.name, 1)
             assert_matches_reference(result, reference_gradcam(tiny.module, x, info.name, 1), info.name)
+
+
+# ---------------------------------------------------------------------------------------------------
+# (g) vision transformers: token layers (N, T, D) reshaped to the patch grid
+
+
+def vit_model(name: str, **kwargs: object) -> LoadedModel:
+    """A seeded random timm vision transformer; with ``img_size`` in ``kwargs`` fed pictures of that size."""
+    timm = pytest.importorskip("timm")
+    from featviz_core.models import standard_preprocessing
+    from featviz_core.models.sources.timm import loaded_timm
+
+    torch.manual_seed(0)
+    module = timm.create_model(name, pretrained=False, **kwargs).eval()
+    model = loaded_timm(module, name, pretrained=False, tag=None)
+    size = kwargs.get("img_size")
+    if isinstance(size, int):
+        transform, view = standard_preprocessing((size, size), 3)
+        model = dataclasses.replace(model, input_size=(size, size), transform=transform, view=view)
+    return model
+
+
+@pytest.mark.parametrize(("name", "prefix"), [("vit_tiny_patch16_224", 1), ("deit_tiny_distilled_patch16_224", 2)])
+def test_vit_gradcam_matches_pytorch_grad_cam(name: str, prefix: int, image) -> None:
+    """pytorch-grad-cam's documented recipe for a ViT: the last block's norm1, prefix tokens dropped, 14×14."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = vit_model(name)
+    assert default_cam_layer(model) == "blocks.11.norm1"
+
+    def reshape_transform(tokens: torch.Tensor) -> torch.Tensor:
+        grid = tokens[:, prefix:, :].reshape(tokens.size(0), 14, 14, tokens.size(2))
+        return grid.transpose(2, 3).transpose(1, 2)
+
+    x = model.preprocess(image)
+    for class_index in (None, 7):
+        result = gradcam(model, image, "blocks.11.norm1", class_index)
+        assert result.cam.shape == (14, 14) and result.weights.shape == (192,)
+        with GradCAM(model=model.module, target_layers=[model.module.blocks[-1].norm1],
+                     reshape_transform=reshape_transform) as reference:
+            expected = reference(input_tensor=x, targets=[ClassifierOutputTarget(result.class_index)])[0]
+        ours = upsample(result.cam, (224, 224))
+        assert np.corrcoef(ours.ravel(), expected.ravel())[0, 1] >= 0.99
+    recorded = extract(model, image, ["blocks.11.norm1"]).activations["blocks.11.norm1"]
+    np.testing.assert_allclose(result.activations_mean, recorded.mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_vit_token_layer_survives_an_inplace_op_after_it(image) -> None:
+    """timm's LayerScale(inplace=True) multiplies the attention's output in place right after it: the map of
+    ``blocks.3.attn`` must be the one of the same network written without the in-place op."""
+    inplace = vit_model("vit_tiny_patch16_224", img_size=64, depth=4, init_values=0.5)
+    plain = vit_model("vit_tiny_patch16_224", img_size=64, depth=4, init_values=0.5)  # the same seed
+    for block in inplace.module.blocks:
+        block.ls1.inplace = True
+    assert layer_info(inplace, "blocks.3.attn").overwritten
+    for class_index in (2, 11):
+        got = gradcam(inplace, image, "blocks.3.attn", class_index)
+        expected = gradcam(plain, image, "blocks.3.attn", class_index)
+        np.testing.assert_allclose(got.cam, expected.cam, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(got.activations_mean, expected.activations_mean, rtol=1e-5, atol=1e-7)
+    snapshot = Snapshot(inplace)
+    gradcam(inplace, image, "blocks.1", 3)
+    snapshot.check()
+
+
+def test_vit_threads_sharing_one_model_get_their_sequential_results(make_image) -> None:
+    model = vit_model("vit_tiny_patch16_224", img_size=64, depth=4)
+    images = [make_image(seed) for seed in range(3)]
+    jobs: list[Callable[[], object]] = [
+        lambda: gradcam(model, images[0], "blocks.3.norm1"),
+        lambda: extract(model, images[1], ["blocks.1", "blocks.3.norm1"]),
+        lambda: gradcam(model, images[2], "blocks.1", 5),
+    ]
+    expected = [job() for job in jobs]
+    for worker, per_round in enumerate(_run_threads(jobs, rounds=2)):
+        for got in per_round:
+            for j, value in enumerate(got):  # type: ignore[arg-type]
+                _same(value, expected[(worker + j) % len(jobs)])
+    assert hook_count(model.module) == 0
+    assert all(p.grad is None for p in model.module.parameters())
+
+
+def test_ablation_cam_on_a_token_layer_writes_back_tokens(image) -> None:
+    """Ablation-CAM zeroes one channel of the patch tokens and runs on: the class token stays as it was."""
+    from featviz_core.cam import cam
+
+    model = vit_model("vit_tiny_patch16_224", img_size=64, depth=2)
+    result = cam(model, image, "blocks.0", 4, "ablationcam")
+    assert result.cam.shape == (4, 4) and result.weights.shape == (192,)
+    x = model.preprocess(image)
+    block = model.module.blocks[0]
+
+    def score(channel: int | None) -> float:
+        def zero(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
+            out = out.clone()
+            if channel is not None:
+                out[:, 1:, channel] = 0  # the patches only; token 0 is the class token
+            return out
+
+        handle = block.register_forward_hook(zero)
+        try:
+            with torch.no_grad():
+                return float(model.module(x)[0, 4])
+        finally:
+            handle.remove()
+
+    y = score(None)
+    for channel in (0, 17, 191):
+        np.testing.assert_allclose(result.weights[channel], (y - score(channel)) / y, rtol=1e-3, atol=1e-6)
+    assert hook_count(model.module) == 0

@@ -334,3 +334,32 @@ def test_without_fork_decoding_stays_in_this_process_unless_the_inputs_pickle(mo
     tiny = ex._Files(collection, make_tiny(size=16))  # torchvision transforms only: they pickle
     workers, context = ex._context(tiny, 2)
     assert workers == 2 and context.get_start_method() == "spawn"
+
+
+def test_exemplars_of_a_vision_transformer_token_layer() -> None:
+    """A channel of a token layer is one embedding dimension over the patch grid (the class token left out)."""
+    from tests.test_cam import vit_model
+
+    model = vit_model("vit_tiny_patch16_224", img_size=64, depth=2)
+    items = collection_items(10)
+    result = find_exemplars(model, "blocks.1", items, k=3, batch_size=4, num_workers=0)
+    assert result.map_size == (4, 4) and result.channels == 192
+    tensors = [model.preprocess(load_image(data, name))[0] for name, data in items]
+    seen: list[torch.Tensor] = []
+    handle = model.module.blocks[1].register_forward_hook(lambda _m, _i, out: seen.append(out.detach().clone()))
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(tensors), 4):  # the batches find_exemplars forms
+                model.module(torch.stack(tensors[start:start + 4]))
+    finally:
+        handle.remove()
+    patches = torch.cat(seen)[:, 1:, :]  # (N, 16, 192): the class token dropped, row-major 4×4 grid
+    peaks = patches.max(dim=1).values.numpy()
+    where = patches.argmax(dim=1).numpy()
+    for channel in (0, 7, 191):
+        order = sorted(range(len(items)), key=lambda i, c=channel: (-peaks[i, c], i))[:3]
+        got = result.top(channel)
+        assert [g.name for g in got] == [items[i][0] for i in order]
+        assert [g.peak for g in got] == [float(peaks[i, channel]) for i in order]
+        assert [g.position for g in got] == [divmod(int(where[i, channel]), 4) for i in order]
+    assert hook_count(model.module) == 0

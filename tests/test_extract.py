@@ -145,3 +145,24 @@ def test_a_model_ending_in_softmax_is_not_softmaxed_twice(tiny, image) -> None:
     np.testing.assert_array_equal(probabilities, expected)
     logits = extract(tiny, image, ["conv1"]).probabilities
     np.testing.assert_allclose(probabilities, logits, rtol=1e-6)
+
+
+def test_a_token_layer_is_its_patch_tokens_on_the_grid_and_keeps_its_prefix(image) -> None:
+    """deit's distilled ViT: (1, 2 + 14·14, 192) tokens -> (192, 14, 14) maps and the 2 prefix tokens."""
+    from tests.test_cam import vit_model
+
+    model = vit_model("deit_tiny_distilled_patch16_224")
+    names = ["blocks.5", "blocks.11.norm1", "patch_embed.norm"]  # the last has no prefix yet: (1, 196, 192)
+    result = extract(model, image, names)
+    reference = clone_everything(model, image, names)
+    for name in names:
+        tokens = reference[name]
+        prefix = tokens.shape[0] - 196
+        expected = tokens[prefix:].T.reshape(192, 14, 14)
+        np.testing.assert_array_equal(result.activations[name], expected, err_msg=name)
+        assert result.activations[name].flags.c_contiguous and not result.activations[name].flags.writeable
+        if prefix:
+            np.testing.assert_array_equal(result.prefix[name], tokens[:prefix])
+            assert result.prefix[name].shape == (2, 192)
+        else:
+            assert name not in result.prefix

@@ -406,3 +406,20 @@ def test_bad_requests_say_what_to_do(tiny, kwargs, error, words) -> None:
         visualize(tiny, **kwargs)
     assert isinstance(caught.value, FeatvizError)
     assert hook_count(tiny.module) == 0 and lock_is_free(tiny)
+
+
+def test_a_vision_transformer_token_layer_is_visualized_on_its_patch_grid() -> None:
+    """A channel of a token layer is one embedding dimension over the patch grid; with a model that takes any
+    size, a picture of another size gives another grid."""
+    from tests.test_cam import vit_model
+
+    model = vit_model("vit_tiny_patch16_224", img_size=64, depth=2)
+    assert layer_info(model, "blocks.1").tokens
+    snapshot = Snapshot(model)
+    result = visualize(model, "blocks.1", 5, size=64, steps=24, seed=0)
+    assert result.images.shape == (1, 64, 64, 3) and np.isfinite(result.activation).all()
+    assert result.activation[-4:].mean() > result.activation[:4].mean(), "the objective rises"
+    snapshot.check()
+    dynamic = vit_model("vit_tiny_patch16_224", img_size=64, depth=2, dynamic_img_size=True)
+    neuron = visualize(dynamic, "blocks.1", 5, objective="neuron", size=96, steps=4, seed=0)
+    assert neuron.images.shape == (1, 96, 96, 3) and np.isfinite(neuron.reached).all()

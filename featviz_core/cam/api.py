@@ -9,7 +9,7 @@ from PIL import Image
 
 from ..errors import LayerError
 from ..images.volume import Volume
-from ..layers.discovery import LayerInfo, list_layers
+from ..layers.discovery import LayerInfo, list_layers, token_blocks
 from ..models.loaded import LoadedModel
 from .base import CamResult, Progress
 from .methods import method_class
@@ -63,15 +63,35 @@ def _has_area(info: LayerInfo) -> bool:
     return info.spatial and shape is not None and len(shape) >= 3 and math.prod(shape[1:]) > 1
 
 
+def _transformer_cam_layer(model: LoadedModel) -> str | None:
+    """For a vision transformer: the first normalisation inside its last block (timm's ``blocks.11.norm1``,
+    Hugging Face's ``layernorm_before``), the usual choice since the final norm and the class token alone
+    carry no gradient for the patches; the block itself when it has none. None for other models."""
+    blocks = token_blocks(model)
+    if len(blocks) < 2:
+        return None
+    last = blocks[-1]
+    inside = [
+        i for i in list_layers(model)
+        if i.module_name.startswith(last.module_name + ".") and i.tokens and i.calls > 0
+    ]
+    norms = [i for i in inside if "Norm" in i.type]
+    return norms[0].name if norms else last.name
+
+
 def default_cam_layer(model: LoadedModel) -> str:
     """The usual Grad-CAM layer: the output of the feature extractor, the last feature map before pooling.
 
     Among the layers whose output is a feature map larger than 1×1 and that are not pooling layers, take the
     one that starts last in the forward pass, then its outermost enclosing module whose output is still such
     a feature map (that module finishes last): ``layer4`` for ResNets, ``features`` for VGG, MobileNet,
-    EfficientNet and DenseNet, ``Mixed_7c`` for Inception v3. Raises :class:`LayerError` when the model has
-    no feature map at all.
+    EfficientNet and DenseNet, ``Mixed_7c`` for Inception v3. For a vision transformer (token maps) the
+    first norm of its last block, ``blocks.11.norm1`` (as pytorch-grad-cam's documentation suggests). Raises
+    :class:`LayerError` when the model has no feature map at all.
     """
+    transformer = _transformer_cam_layer(model)
+    if transformer is not None:
+        return transformer
     infos = [i for i in list_layers(model) if i.spatial and i.calls > 0]
     if not infos:
         raise LayerError(f"{model.name} has no layer that outputs feature maps (channels × height × width).")

@@ -47,6 +47,7 @@ from ..images.volume import Volume
 from ..layers.discovery import LayerInfo, as_chw, layer_info, list_layers
 from ..layers.extract import class_scores, probabilities_from_output
 from ..layers.hooks import ActivationRecorder, Tap
+from ..layers.layout import from_chw, prefix_tokens
 from ..models.loaded import LoadedModel
 from .targets import CamError, CamTarget, target_scores
 
@@ -195,6 +196,7 @@ class CamMethod:
         self.batch = max(1, int(batch_size or type(self).batch_size or auto_batch(model)))
         self.input: torch.Tensor = torch.empty(0)  # (1, C, H, W) on model.device, set by run()
         self.activation: torch.Tensor = torch.empty(0)  # (1, C, h, w) on model.device
+        self.prefix: torch.Tensor | None = None  # a token layer's class/register tokens (1, prefix, D)
         self.target = CamTarget()
         self.score = 0.0
 
@@ -209,6 +211,14 @@ class CamMethod:
         return torch.einsum("k,k...->...", weights, a), weights
 
     # --- what a method may use ------------------------------------------------------------------
+
+    def layer_form(self, maps: torch.Tensor) -> torch.Tensor:
+        """Maps (B, C, h, w) in the form the layer gives them: channels-last permuted back, a token layer's
+        patches as tokens after its prefix tokens (to hand the rest of the network a changed output)."""
+        layout = self.info.layout
+        if layout is None:
+            return maps.permute(0, 2, 3, 1).contiguous() if self.info.channels_last else maps
+        return from_chw(maps, layout, self.prefix)
 
     def forward_scores(
         self,
@@ -350,6 +360,8 @@ class CamMethod:
                     )
             self.score = float(score.detach())
             self.activation = as_chw(raw.detach(), self.info)
+            layout = self.info.layout
+            self.prefix = prefix_tokens(raw.detach(), layout) if layout is not None else None
             a = self.activation[0].to("cpu", torch.float64)
             g = as_chw(grad.detach(), self.info)[0].to("cpu", torch.float64) if grad is not None else None
             del output, score, grad, raw
@@ -358,6 +370,7 @@ class CamMethod:
             activations_mean = a.mean(dim=0).numpy()
             weights_array = weights.detach().to(torch.float64).numpy()
         self.input = self.activation = torch.empty(0)
+        self.prefix = None
         return self._result(cam, activations_mean, weights_array, probabilities)
 
     def _result(

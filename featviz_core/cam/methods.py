@@ -127,7 +127,7 @@ class AblationCAM(CamMethod):
     changes_layer_output = True
 
     def channel_weights(self, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
-        activation, info = self.activation, self.info
+        activation = self.activation
 
         def copies(start: int, stop: int) -> torch.Tensor:
             return self.input.repeat(stop - start, *([1] * (self.input.ndim - 1)))
@@ -135,8 +135,7 @@ class AblationCAM(CamMethod):
         def ablated(start: int, stop: int, output: torch.Tensor) -> torch.Tensor:
             rows = activation.expand(stop - start, *activation.shape[1:]).clone()
             rows[torch.arange(stop - start), torch.arange(start, stop)] = 0
-            rows = rows.to(output.dtype)
-            return rows.permute(0, 2, 3, 1).contiguous() if info.channels_last else rows
+            return self.layer_form(rows.to(output.dtype))
 
         y = self.score
         drop = y - self.forward_scores(a.shape[0], copies, ablated)

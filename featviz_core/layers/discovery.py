@@ -1,9 +1,10 @@
 """Layer discovery: every module call of one forward pass, what its output is, and which ones are feature maps.
 
 :func:`list_layers` describes every module call of one dry run (remembered per model); a module that runs several
-times in one pass gives one entry per call: ``name``, ``name#2``... :func:`layer_info` finds one and says what
-to do when it is unknown or not a map; :func:`default_layer` picks an informative one; :func:`as_chw` turns a
-recorded output into (N, C, H, W).
+times in one pass gives one entry per call: ``name``, ``name#2``... Whether an output is a map, and of which
+layout (channels-first, channels-last, tokens on the patch grid), is decided by :mod:`.layout`. :func:`layer_info`
+finds one and says what to do when it is unknown or not a map; :func:`default_layer` picks an informative one;
+:func:`as_chw` turns a recorded output into (N, C, H, W).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 from ..errors import LayerError
 from ..models.loaded import LoadedModel
 from .hooks import Trace, call_name, parse_layer_name, trace_forward
+from .layout import MapLayout, confirm_output, read_output, to_chw, token_grid
 
 __all__ = [
     "LayerInfo",
@@ -26,11 +28,15 @@ __all__ = [
     "layer_info",
     "list_layers",
     "spatial_layers",
+    "token_blocks",
 ]
 
 
 def as_chw(tensor: torch.Tensor, info: LayerInfo) -> torch.Tensor:
-    """A recorded 4-D output of layer ``info`` as (N, C, H, W) (a view: channels-last outputs permuted)."""
+    """A recorded output of map layer ``info`` as (N, C, H, W): a differentiable view (channels-last outputs
+    permuted; tokens without their prefix, on the patch grid, see :func:`~featviz_core.layers.layout.to_chw`)."""
+    if info.layout is not None:
+        return to_chw(tensor, info.layout)
     return tensor.permute(0, 3, 1, 2) if info.channels_last else tensor
 
 
@@ -39,11 +45,13 @@ class LayerInfo:
     """One module call of a forward pass.
 
     ``shape`` is the output shape without the batch dimension (None when the output is not a tensor or
-    the module did not run); for a feature map it is always (C, H, W). ``spatial`` is True for 4-D
-    outputs: those are the feature maps featviz can draw. ``channels_last`` is True when the module gives
-    them as (N, H, W, C) (ConvNeXt's and Swin's LayerNorm and MLP layers, NHWC graphs): :func:`as_chw`
-    turns a recorded output into (N, C, H, W). ``overwritten`` is True when a later in-place operation
-    changes this output during the same forward pass (so it must be copied when recorded).
+    the module did not run); for a feature map it is always (C, H, W). ``spatial`` is True for feature
+    maps, the outputs featviz can draw; ``layout`` (a :class:`~featviz_core.layers.layout.MapLayout`) says
+    how the module gives them: (N, C, H, W), (N, H, W, C) (``channels_last``: ConvNeXt's and Swin's
+    LayerNorm and MLP layers, NHWC graphs) or (N, T, D) tokens of a vision transformer on its patch grid,
+    after ``layout.prefix`` class/distillation/register tokens. :func:`as_chw` turns a recorded output into
+    (N, C, H, W). ``overwritten`` is True when a later in-place operation changes this output during the
+    same forward pass (so it must be copied when recorded).
 
     A 3-D model (``model.input_depth`` set) is traced on (1, C, D, H, W): its 5-D outputs are the maps,
     ``shape`` (C, D, H, W), ``spatial`` True.
@@ -61,14 +69,22 @@ class LayerInfo:
     spatial: bool
     overwritten: bool
     channels_last: bool = False
+    layout: MapLayout | None = None
 
     @property
     def channels(self) -> int | None:
         return self.shape[0] if self.spatial and self.shape else None
 
     @property
+    def tokens(self) -> bool:
+        """True for a token layer (a vision transformer's (N, T, D) on its patch grid)."""
+        return self.layout is not None and self.layout.tokens
+
+    @property
     def label(self) -> str:
-        """``"layer2.0.conv1 · Conv2d · 128×28×28"``."""
+        """``"layer2.0.conv1 · Conv2d · 128×28×28"``, ``"blocks.5 · Block · tokens 192×14×14"``."""
+        if self.layout is not None and self.spatial:
+            return f"{self.name} · {self.type} · {self.layout.describe()}"
         shape = "×".join(str(s) for s in self.shape) if self.shape else "no tensor output"
         return f"{self.name} · {self.type} · {shape}"
 
@@ -89,23 +105,6 @@ def _trace(model: LoadedModel, size: tuple[int, int]) -> Trace:
     return trace_forward(model.module, dummy, lock=model.lock)
 
 
-def _fits_aspect(h: int, w: int, size: tuple[int, int]) -> bool:
-    """Could an (h, w) map be the input of ``size`` = (H, W) seen at some stride (within rounding)?"""
-    height, width = size
-    return abs(h * width - w * height) <= max(height, width) * max(1, min(h, w)) // 4 + max(h, w) // 4 + 1
-
-
-def _layout_guess(shape: tuple[int, ...], size: tuple[int, int]) -> bool | None:
-    """True: (H, W, C); False: (C, H, W); None: the shape alone cannot tell (e.g. 56×56×56)."""
-    a, b, c = shape
-    chw, hwc = _fits_aspect(b, c, size), _fits_aspect(a, b, size)
-    if chw and not hwc:
-        return False
-    if hwc and not chw:
-        return True
-    return None
-
-
 def _other_sizes(size: tuple[int, int]) -> list[tuple[int, int]]:
     """Input sizes for the second dry run of :func:`_layouts`, cheapest first: half the size (a quarter of
     the work: efficientnet_b7's 600 px pass is seconds on a small CPU) when that is still 64 px or more,
@@ -115,37 +114,44 @@ def _other_sizes(size: tuple[int, int]) -> list[tuple[int, int]]:
     return [*sizes, (height + 32, width + 32)]
 
 
-def _layouts(model: LoadedModel, first: Trace) -> dict[tuple[str, int], bool]:
-    """Which 4-D outputs are channels-last. Decided from the shape and the input's aspect ratio; where
-    that cannot tell, from a second dry run at another input size (the dimensions that change with it are
-    the spatial ones; see :func:`_other_sizes`). Models that only take one size are read as (C, H, W),
-    PyTorch's convention."""
+def _shape(output: object) -> tuple[int, ...] | None:
+    return tuple(int(s) for s in output.shape) if isinstance(output, torch.Tensor) else None
+
+
+def _layouts(model: LoadedModel, first: Trace) -> dict[tuple[str, int], MapLayout | None]:
+    """Which outputs are maps, and how (:func:`~featviz_core.layers.layout.read_output`, with what the model
+    says about its patch grid). What the shape cannot settle is settled by a second dry run at another
+    input size (the dimensions that change with it are the positions; see :func:`_other_sizes`); for a
+    model that only takes one size the first reading stays (PyTorch's (C, H, W) where both fit)."""
     size = model.input_size
-    layouts: dict[tuple[str, int], bool] = {}
-    unsure = []
+    tokens = token_grid(model.module, size)
+    layouts: dict[tuple[str, int], MapLayout | None] = {}
+    unsure: list[tuple[str, int]] = []
     for key, (output, _version) in first.records.items():
-        if isinstance(output, torch.Tensor) and output.ndim == 4:
-            guess = _layout_guess(tuple(int(s) for s in output.shape[1:]), size)
-            layouts[key] = bool(guess)
-            if guess is None:
-                unsure.append(key)
+        shape = _shape(output)
+        if shape is None:
+            continue
+        reading = read_output(shape, size, tokens, name=key[0])
+        layouts[key] = reading.layout
+        if not reading.sure:
+            unsure.append(key)
     if not unsure:
         return layouts
-    second = None
+    second, other = None, size
     for other in _other_sizes(size):
         try:
             second = _trace(model, other)
             break
-        except Exception:  # noqa: BLE001 - this size does not run: try the next, else keep (C, H, W)
+        except Exception:  # noqa: BLE001 - this size does not run: try the next, else keep the first reading
             continue
-    if second is None:  # a fixed-size model: keep the (C, H, W) reading
+    if second is None:
         return layouts
     for key in unsure:
-        output = second.records.get(key, (None, None))[0]
-        before = first.records[key][0]
-        if isinstance(output, torch.Tensor) and output.ndim == 4:
-            changed = [int(x) != int(y) for x, y in zip(before.shape[1:], output.shape[1:], strict=True)]
-            layouts[key] = changed == [True, True, False]
+        if key not in second.records:  # did not run at that size: keep the first reading
+            continue
+        shape, after = _shape(first.records[key][0]), _shape(second.records[key][0])
+        assert shape is not None
+        layouts[key] = confirm_output(shape, size, after, other)
     return layouts
 
 
@@ -163,9 +169,9 @@ def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
         output, version = trace.records.get((name, call), (None, None))
         is_tensor = isinstance(output, torch.Tensor)
         shape = tuple(int(s) for s in output.shape[1:]) if is_tensor else None
-        channels_last = layouts.get((name, call), False)
-        if shape is not None and channels_last:
-            shape = (shape[2], shape[0], shape[1])
+        layout = layouts.get((name, call))
+        if layout is not None:
+            shape = layout.shape
         overwritten = bool(is_tensor and version is not None and output._version != version)
         return LayerInfo(
             name=call_name(name, call),
@@ -177,9 +183,11 @@ def _dry_run(model: LoadedModel) -> tuple[LayerInfo, ...]:
             params=sum(p.numel() for p in m.parameters()),
             depth=name.count(".") + 1,
             is_leaf=next(m.children(), None) is None,
-            spatial=bool(is_tensor and output.ndim == (4 if model.input_depth is None else 5)),
+            spatial=(bool(is_tensor and output.ndim == 5) if model.input_depth is not None
+                     else layout is not None),
             overwritten=overwritten,
-            channels_last=channels_last,
+            channels_last=layout is not None and layout.channels_last,
+            layout=layout,
         )
 
     for key in trace.order:
@@ -244,11 +252,27 @@ _ACTIVATIONS = {
 }
 
 
+def token_blocks(model: LoadedModel) -> list[LayerInfo]:
+    """The blocks of a vision transformer whose outputs are token maps, in execution order: module calls with
+    token maps that are not leaves and have a sibling of the same type (timm's ``blocks.0`` ... ``blocks.11``,
+    Hugging Face's ``vit.layers.N``, torchvision's ``encoder.layers.encoder_layer_N``); empty for other models."""
+    candidates = [i for i in list_layers(model) if i.tokens and not i.is_leaf and i.calls > 0]
+    groups: dict[tuple[str, str], int] = {}
+    for info in candidates:
+        key = (info.module_name.rpartition(".")[0], info.type)
+        groups[key] = groups.get(key, 0) + 1
+    return [i for i in candidates if groups[(i.module_name.rpartition(".")[0], i.type)] >= 2]
+
+
 def default_layer(model: LoadedModel) -> str:
-    """An informative mid-level layer: the middle activation (or conv) output with a spatial map."""
+    """An informative mid-level layer: for a vision transformer the middle block's output (tokens on the
+    patch grid), otherwise the middle activation (or conv) output with a spatial map."""
     infos = [i for i in list_layers(model) if i.spatial]
     if not infos:
         raise LayerError(f"{model.name} has no layer that outputs feature maps (channels × height × width).")
+    blocks = token_blocks(model)
+    if len(blocks) >= 2:
+        return blocks[(len(blocks) - 1) // 2].name
     for kinds in (_ACTIVATIONS, {"Conv2d", "Conv3d"}):
         candidates = [i for i in infos if i.type in kinds and i.is_leaf]
         if len(candidates) >= 2:

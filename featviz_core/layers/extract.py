@@ -12,8 +12,9 @@ from PIL import Image
 from ..errors import LayerError
 from ..images.volume import Volume
 from ..models.loaded import LoadedModel
-from .discovery import as_chw, layer_info
+from .discovery import LayerInfo, as_chw, layer_info
 from .hooks import ActivationRecorder
+from .layout import prefix_tokens
 
 __all__ = ["Extraction", "class_scores", "extract", "probabilities_from_output"]
 
@@ -22,9 +23,13 @@ __all__ = ["Extraction", "class_scores", "extract", "probabilities_from_output"]
 class Extraction:
     """What one forward pass showed.
 
-    ``activations`` maps each requested layer name to a float32 array of shape (C, H, W) ((C, D, H, W) for
-    a 3-D model), exactly the values the layer produced. ``probabilities`` are the softmax of the model's
-    logits (None when the model's output is not one vector of logits). Arrays are read-only.
+    ``activations`` maps each requested layer name to a float32 array of shape (C, H, W) ((C, D, H, W) for a
+    3-D model), exactly the
+    values the layer produced (for a vision transformer's token layer: its patch tokens on the patch grid,
+    one channel per embedding dimension). ``prefix`` holds, for token layers with them, the tokens before
+    the patches (class, distillation, register tokens) as float32 (prefix, D), in the layer's order.
+    ``probabilities`` are the softmax of the model's logits (None when the model's output is not one
+    vector of logits). Arrays are read-only.
     """
 
     activations: dict[str, np.ndarray]
@@ -33,6 +38,7 @@ class Extraction:
     model_key: str
     input_shape: tuple[int, ...]
     layers: tuple[str, ...] = field(default=())
+    prefix: dict[str, np.ndarray] = field(default_factory=dict)
 
     def category(self, index: int) -> str:
         if self.categories is not None and 0 <= index < len(self.categories):
@@ -93,10 +99,20 @@ def probabilities_from_output(output: object) -> np.ndarray | None:
 
 def _as_array(tensor: torch.Tensor) -> np.ndarray:
     array = tensor[0].to(torch.float32).numpy()
-    if not array.flags.c_contiguous:  # a channels-last layer, permuted to (C, H, W)
+    if not array.flags.c_contiguous:  # a channels-last or token layer, as (C, H, W)
         array = np.ascontiguousarray(array)
     array.flags.writeable = False
     return array
+
+
+def _prefixes(recorded: dict[str, torch.Tensor], infos: Sequence[LayerInfo]) -> dict[str, np.ndarray]:
+    """The prefix tokens (prefix, D) of the token layers that have them."""
+    found = {}
+    for info in infos:
+        tokens = prefix_tokens(recorded[info.name], info.layout) if info.layout is not None else None
+        if tokens is not None:
+            found[info.name] = _as_array(tokens)
+    return found
 
 
 def to_host(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -148,4 +164,5 @@ def extract(model: LoadedModel, image: Image.Image | Volume, layers: Sequence[st
         model_key=model.key,
         input_shape=tuple(tensor.shape),
         layers=tuple(names),
+        prefix=_prefixes(dict(zip(names, host, strict=False)), infos),
     )

@@ -263,7 +263,7 @@ def _forward(
     output, pre = recorder.outputs.get(info.name), recorder.inputs.get(info.name)
     if pre is not None and (output is None or pre.shape != output.shape):
         pre = None
-    if output is None or output.ndim != 4:
+    if output is None:
         raise LayerError(
             f"Layer '{info.name}' did not run for this picture; choose another from list_layers(model)."
         )
