@@ -242,6 +242,10 @@ def test_hugging_face_models_are_read_from_their_config(kind: str) -> None:
         assert {i.shape[1:] for i in tokens} == {(16, 16), (8, 8)}
     else:
         assert all(i.layout.prefix == prefix for i in tokens if "encoder" in i.name or "layers." in i.name)
+        first_norm = {"vit": "vit.layers.1.layernorm_before", "deit": "deit.layers.1.layernorm_before",
+                      "clip": "encoder.layers.1.layer_norm1",
+                      "dinov2_registers": "dinov2_with_registers.encoder.layer.1.norm1"}
+        assert default_cam_layer(model) == first_norm[kind]
 
 
 def test_torchvision_vit_is_read_from_its_attributes() -> None:
