@@ -1,13 +1,12 @@
-"""How an output becomes a map (featviz_core/layers/layout.py): vision transformers' tokens on their patch grid,
-channels-last layers, and never a false map (attention internals, window partitions, pools) in any timm family."""
+"""How an output becomes a map (featviz_core/layers/layout.py): vision transformers' tokens on their patch grid
+(timm, transformers, torchvision), channels-last layers, and what is never a map (attention internals, queries,
+keys and values, window partitions, pools). Every timm family: tests/test_layout_families.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -243,6 +242,10 @@ def test_hugging_face_models_are_read_from_their_config(kind: str) -> None:
         assert {i.shape[1:] for i in tokens} == {(16, 16), (8, 8)}
     else:
         assert all(i.layout.prefix == prefix for i in tokens if "encoder" in i.name or "layers." in i.name)
+        first_norm = {"vit": "vit.layers.1.layernorm_before", "deit": "deit.layers.1.layernorm_before",
+                      "clip": "encoder.layers.1.layer_norm1",
+                      "dinov2_registers": "dinov2_with_registers.encoder.layer.1.norm1"}
+        assert default_cam_layer(model) == first_norm[kind]
 
 
 def test_torchvision_vit_is_read_from_its_attributes() -> None:
@@ -329,51 +332,3 @@ def test_to_chw_is_a_differentiable_view_and_from_chw_its_inverse() -> None:
     assert prefix_tokens(nhwc, MapLayout("channels_last", 4, 2, 3)) is None
     # the same layer at another input size (feature visualization's picture size): the layout's aspect
     assert to_chw(torch.randn(1, 1 + 16, 8), MapLayout("tokens", 8, 14, 14, 1)).shape == (1, 8, 4, 4)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Never a false map: one small model of every timm family
-
-# family -> (architecture, input side, extra kwargs, built for that side with img_size): the smallest size each
-# family accepts (a few shallower: depth=2), found by trying 56, 64, 96 ... px.
-FAMILIES: dict[str, tuple[str, int, dict[str, Any], bool]] = json.loads(
-    (Path(__file__).with_name("data") / "timm_families.json").read_text()
-)
-
-
-def _catalog_families() -> list[str]:
-    from featviz_core.models.sources.timm_catalog import catalog
-
-    return sorted(catalog()["families"])
-
-
-VALID_PADDING = {"inception_v3", "inception_v4", "inception_resnet_v2"}
-"""Families whose padding-free convolutions lose a few positions at each stride."""
-
-
-def _stride_grid(h: int, w: int, size: tuple[int, int], grids: set[tuple[int, int]], slack: int) -> bool:
-    """The input seen at a power-of-2 stride (within rounding, ``slack`` positions fewer), or a stated grid."""
-    if (h, w) in grids:
-        return True
-
-    def near(value: int, target: float) -> bool:
-        return target - max(1.5, 0.12 * target) - slack <= value <= target + max(1.5, 0.12 * target)
-
-    return any(near(h, size[0] / 2**k) and near(w, size[1] / 2**k) for k in range(8))
-
-
-@pytest.mark.parametrize("family", _catalog_families())
-def test_no_false_map_in_any_timm_family(family: str) -> None:
-    if family not in FAMILIES:
-        pytest.skip(f"{family}: not in tests/data/timm_families.json (a newer timm); add it there")
-    name, side, kwargs, sized = FAMILIES[family]
-    model = build_timm(name, (side, side), **({"img_size": side} if sized else {}), **kwargs)
-    stated = token_grid(model.module, model.input_size)
-    grids = set(stated.stage_grids()) if stated is not None else set()
-    maps = [info for info in list_layers(model) if info.spatial]
-    assert maps, f"{family}: no feature map at all"
-    for info in maps:
-        h, w = info.shape[1:]
-        slack = 6 if family in VALID_PADDING else 0
-        assert _stride_grid(h, w, model.input_size, grids, slack), f"{family}: {info.label} is not on its grid"
-        assert not any(part in info.name.lower().split(".") for part in INTERNAL), info.label

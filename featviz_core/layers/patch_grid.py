@@ -123,6 +123,7 @@ def _timm_tokens(module: nn.Module, size: tuple[int, int]) -> TokenGrid | None:
         prefix = getattr(owner, "num_prefix_tokens", None)
         if not isinstance(prefix, int) or isinstance(prefix, bool):
             prefix = sum(_token_count(getattr(owner, a, None)) for a in ("cls_token", "dist_token", "reg_token"))
+            prefix = prefix or _token_count(getattr(owner, "cls_token_0", None))  # CrossViT: one per branch
         return TokenGrid(tuple(dict.fromkeys(grids)), int(prefix), True, "timm")
     return None
 
