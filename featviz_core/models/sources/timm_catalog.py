@@ -5,8 +5,9 @@ minutes: every architecture is built once on the meta device, and one small memb
 real forward pass). It holds, for the timm version it was made with:
 
 - per family (timm's model module: ``resnet``, ``efficientnet`` ...): a title and whether its layers give
-  feature maps (at least 40 % of the module calls of a forward pass output channels × height × width; a
-  ViT only gives its patch grid, a ViT hybrid's CNN stem is a small part of it, so neither is listed);
+  feature maps (at least 40 % of the module calls of a forward pass output maps: channels × height × width,
+  channels-last, or a vision transformer's tokens on its patch grid, see :mod:`featviz_core.layers.layout`;
+  so ViT, DeiT, EVA, BEiT, DINOv2 and CLIP towers are listed too);
 - per architecture: its family, parameter count, and the fingerprint of its state dict's key names, which
   finds the architecture of a user's checkpoint in one lookup (:mod:`featviz_core.models.sources.detect` then
   checks every shape, so an out-of-date catalog can miss an architecture but never picks a wrong one).
@@ -51,6 +52,9 @@ _TITLES = {
     "vision_transformer_hybrid": "ViT hybrids (ResNet stem)", "dpn": "DPN", "vovnet": "VoVNet",
     "selecsls": "SelecSLS", "nasnet": "NASNet", "pnasnet": "PNASNet", "hardcorenas": "HardCoRe-NAS",
     "convmixer": "ConvMixer", "rdnet": "RDNet", "fasternet": "FasterNet", "lcnetv2": "LCNet V2",
+    "vision_transformer": "Vision Transformer (ViT, DINOv2, CLIP, SigLIP)", "deit": "DeiT", "eva": "EVA / EVA-02",
+    "beit": "BEiT", "cait": "CaiT", "pit": "PiT", "xcit": "XCiT", "levit": "LeViT", "pvt_v2": "PVT v2",
+    "mvitv2": "MViT v2", "vision_transformer_sam": "SAM ViT", "vision_transformer_relpos": "ViT (relative position)",
 }  # fmt: skip
 
 
@@ -132,7 +136,7 @@ MAPS_SHARE = 0.4
 
 
 def _gives_maps(name: str) -> bool:
-    """A real forward pass of random weights: are most of its module calls feature maps?"""
+    """A real forward pass of random weights: are most of its module calls feature maps (token maps count)?"""
     import timm
     import torch
 
