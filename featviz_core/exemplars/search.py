@@ -170,9 +170,13 @@ class ModelInput:
     def __init__(self, model: LoadedModel) -> None:
         self.transform = model.transform
         self.input_channels = model.input_channels
+        self.name = model.name
+        self.is_volumetric = model.is_volumetric
+        self.volume_transform = model.volume_transform
 
     prepare_image = LoadedModel.prepare_image
     preprocess = LoadedModel.preprocess
+    _check_kind = LoadedModel._check_kind  # a picture for a 2-D model: the same refusal as LoadedModel
 
 
 def decode(collection: Collection, name: str, model: LoadedModel | ModelInput) -> torch.Tensor:
