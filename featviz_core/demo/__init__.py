@@ -7,18 +7,15 @@ and ``python -m featviz_core.demo.train`` to retrain it.
 
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
 from pathlib import Path
 
-import torch
 from torchvision import transforms as T
 
-from ..errors import ModelLoadError
 from ..models.keys import model_key
 from ..models.loaded import LoadedModel, ModelSource, view_transform
 from .net import CLASSES, INPUT_SIZE, MEAN, STD, TinyVGG
 from .volume_model import VOLUME_DEMO_NAME, VOLUME_WEIGHTS_PATH, load_demo_volume
+from .weights import load_bundled
 
 __all__ = ["DEMO_CLASSES", "DEMO_NAME", "VOLUME_DEMO_NAME", "VOLUME_WEIGHTS_PATH", "WEIGHTS_PATH", "load_demo",
            "load_demo_volume"]
@@ -31,10 +28,6 @@ WEIGHTS_PATH = Path(__file__).resolve().parent / "tinyvgg.pt"
 _PROVENANCE = "featviz demo model (TinyVGG, trained on generated shapes; offline)"
 
 
-@lru_cache(maxsize=4)
-def _digest(path: Path, mtime_ns: int, size: int) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 def load_demo() -> LoadedModel:
     """The demo model, in eval mode, with its preprocessing (any RGB image -> (1, 3, 64, 64)).
@@ -42,19 +35,8 @@ def load_demo() -> LoadedModel:
     Non-square images are resized so the shorter side is 64 pixels, then centre-cropped to 64 x 64.
     Each call returns a new module (callers cache it); the key is the same for the same weight file.
     """
-    path = WEIGHTS_PATH
-    try:
-        stat = path.stat()
-        digest = _digest(path, stat.st_mtime_ns, stat.st_size)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        module = TinyVGG(len(DEMO_CLASSES))
-        module.load_state_dict(state)
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        raise ModelLoadError(
-            f"The bundled demo model could not be loaded from {path} ({type(exc).__name__}). "
-            "Reinstall featviz, or retrain it with 'python -m featviz_core.demo.train'."
-        ) from None
-    module.eval()
+    module = TinyVGG(len(DEMO_CLASSES))
+    digest = load_bundled(module, WEIGHTS_PATH, "demo model", "python -m featviz_core.demo.train")
     view = view_transform(INPUT_SIZE, INPUT_SIZE)
     transform = T.Compose([view, T.ToTensor(), T.Normalize(MEAN, STD)])
     return LoadedModel(

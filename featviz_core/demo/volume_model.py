@@ -4,16 +4,13 @@ featviz_core.demo.train_volume`` retrains it."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-import torch
-
-from ..errors import ModelLoadError
 from ..models.keys import model_key
 from ..models.loaded import LoadedModel, ModelSource
 from ..models.volume_input import VolumePreprocessing, no_picture, no_view
 from .volume_net import VOLUME_CLASSES, VOLUME_MEAN, VOLUME_SIZE, VOLUME_STD, TinyVGG3D
+from .weights import load_bundled
 
 __all__ = ["VOLUME_DEMO_NAME", "VOLUME_WEIGHTS_PATH", "load_demo_volume"]
 
@@ -28,28 +25,18 @@ def load_demo_volume() -> LoadedModel:
 
     Each call returns a new module (callers cache it); the key is the same for the same weight file.
     """
-    path = VOLUME_WEIGHTS_PATH
-    try:
-        data = path.read_bytes()
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        module = TinyVGG3D(len(VOLUME_CLASSES))
-        module.load_state_dict(state)
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        raise ModelLoadError(
-            f"The bundled 3-D demo model could not be loaded from {path} ({type(exc).__name__}). "
-            "Reinstall featviz, or retrain it with 'python -m featviz_core.demo.train_volume'."
-        ) from None
-    module.eval()
+    module = TinyVGG3D(len(VOLUME_CLASSES))
+    digest = load_bundled(module, VOLUME_WEIGHTS_PATH, "3-D demo model", "python -m featviz_core.demo.train_volume")
     return LoadedModel(
         module=module,
         name=VOLUME_DEMO_NAME,
-        key=model_key(ModelSource.DEMO, "tinyvgg3d", hashlib.sha256(data).hexdigest()[:12]),
+        key=model_key(ModelSource.DEMO, "tinyvgg3d", digest[:12]),
         categories=list(VOLUME_CLASSES),
         input_channels=1,
         input_size=(VOLUME_SIZE, VOLUME_SIZE),
         transform=no_picture,
         view=no_view,
-        source="demo",
+        source=ModelSource.DEMO,
         provenance=_PROVENANCE,
         weights="tinyvgg3d.pt",
         input_depth=VOLUME_SIZE,
