@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from featviz_core import export, figures, stats
+from featviz_core.attention import attention_blocks
 from ui.errors import guard
 from ui.router import ensure_routed
 from ui.sidebar import page_header
@@ -59,6 +60,21 @@ def _controls(n_channels: int) -> tuple[str, str, str, int]:
     return order, scale, cmap, page
 
 
+def _prefix_tokens(selection: Selection, channel: int) -> None:
+    """A transformer's tokens before the patches (class, distillation, register tokens): not on the image, so
+    their values for this channel are given in words, exactly."""
+    prefix = selection.extraction().prefix.get(selection.layer.name)
+    if prefix is None or not len(prefix):
+        return
+    setup = attention_blocks(selection.model)
+    names = list(setup.prefix) if setup is not None and len(setup.prefix) == len(prefix) else [
+        f"token {i + 1}" for i in range(len(prefix))]
+    values = " · ".join(f"{name} **{float(prefix[i, channel]):.6g}**" for i, name in enumerate(names))
+    st.markdown(f"Tokens before the patches, not on the image: {values}",
+                help="A vision transformer adds these tokens in front of the image's patches; the class token "
+                "gathers what the decision needs. Their values in this channel, exactly.")
+
+
 def _detail(
     selection: Selection, maps: np.ndarray, channel: int, cmap: str, zrange: tuple[float, float] | None
 ) -> None:
@@ -72,6 +88,7 @@ def _detail(
     m[2].metric("Average", f"{summary['mean']:.4g}")
     m[3].metric("Spread (std)", f"{summary['spread (std)']:.4g}")
     m[4].metric("Exactly zero", f"{summary['% zero']:.1f}%")
+    _prefix_tokens(selection, channel)
     left, right = st.columns(2)
     with left:
         st.session_state.setdefault("opacity", 0.8)  # the value lives in session state (kept across pages)

@@ -84,6 +84,21 @@ def test_choosing_a_channel_opens_its_detail(make_app) -> None:
     assert {m.label for m in at.metric} >= {"Lowest", "Highest", "Average", "Spread (std)", "Exactly zero"}
 
 
+def test_a_vit_token_layer_shows_its_grid_and_the_class_tokens_exact_value(make_app, monkeypatch) -> None:
+    monkeypatch.setenv("FEATVIZ_MODEL", "tests.custom_models:build_vit")
+    at = make_app()
+    no_exception(at)
+    sel = at.session_state["_selection"]
+    assert sel.layer.name == "blocks.5" and sel.layer.label == "blocks.5 · Block · tokens 192×14×14"
+    tiles = decode_array(mosaic(at)["data"][0]["z"])
+    maps = extract(sel.model, sel.image, ["blocks.5"])
+    np.testing.assert_array_equal(tiles[:14, :14], maps.activations["blocks.5"][0])  # channel 0 on the patch grid
+    at.number_input(key="channel").set_value(7).run()
+    no_exception(at)
+    value = float(maps.prefix["blocks.5"][0, 7])
+    assert any(f"class token **{value:.6g}**" in m.value for m in at.markdown), "the class token's value in words"
+
+
 def test_scale_and_order_change_the_grid_and_say_so(make_app) -> None:
     at = make_app()
     shared = mosaic(at)["data"][0]
