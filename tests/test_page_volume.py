@@ -185,6 +185,9 @@ def test_a_3d_model_shows_its_maps_at_the_slice_and_grad_cam_in_three_planes(mak
     np.testing.assert_allclose(axial, Volume(array=heat, spacing=volume.spacing, kind="volume", modality=None,
                                              window=None, description="").slice("axial", volume.shape3d[0] // 2),
                                rtol=1e-5, atol=1e-6)
+    scans = {t["name"]: t for f in figures for t in f["data"] if str(t.get("name", "")).endswith(" scan")}
+    np.testing.assert_array_equal(decode_array(scans["axial scan"]["z"]), volume.slice("axial", volume.shape3d[0] // 2))
+    assert "HU" in cams["axial Grad-CAM"]["hovertemplate"], "the hover gives the scan's value under the map too"
     before = len(runs)
     at.slider(key="volume_axial").set_value(10).run()  # a new slice re-slices the cached maps
     no_exception(at)

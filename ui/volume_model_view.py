@@ -68,13 +68,13 @@ def model_view(volume_key: str, volume: Volume, indices: dict[str, int]) -> None
         st.caption(f"Grad-CAM of “{result.class_name}” at {cam_layer}, laid on the scan below (0 = no push, "
                    "1 = the strongest push towards this class).")
     heat = upsample(result.normalized, volume.shape3d)
-    cams = Volume(array=heat, spacing=volume.spacing, kind="volume", modality=None, window=(0.5, 1.0),
-                  description="Grad-CAM")
+    cams = Volume(array=heat, spacing=volume.spacing, kind="volume", modality=None, window=None, description="")
+    window = volume.window or (float(np.median(volume.array)), float(np.ptp(volume.array)) or 1.0)
     for column, plane in zip(st.columns(3), PLANES, strict=True):
         index = indices[plane]
-        fig = figures.plane_figure(cams.slice(plane, index), volume.slice_spacing(plane), plane=plane, index=index,
-                                   zrange=(0.0, 1.0), colorscale="Turbo", value_label="Grad-CAM",
+        fig = figures.plane_figure(volume.slice(plane, index), volume.slice_spacing(plane), plane=plane, index=index,
+                                   window=window, units=volume.units, overlay=cams.slice(plane, index),
                                    sides=figures.ORIENTATION[plane], title=f"{TITLES[plane]} · slice {index}",
                                    height=360, showscale=plane == "sagittal")
-        fig.data[0].name = f"{plane} Grad-CAM"
+        fig.data[0].name = f"{plane} scan"
         column.plotly_chart(fig, width="stretch", key=f"volume_cam_{plane}", config={"displaylogo": False})

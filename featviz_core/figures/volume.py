@@ -24,6 +24,7 @@ from .style import (
     UIREVISION,
     VALUE_FORMAT,
     colorbar_spec,
+    faded_colorscale,
     finite_minmax,
     margin_for,
     resolve_colorscale,
@@ -146,6 +147,9 @@ def plane_figure(
     height: int = 420,
     showscale: bool = False,
     uirevision: str = UIREVISION,
+    overlay: np.ndarray | None = None,
+    overlay_label: str = "Grad-CAM",
+    overlay_opacity: float = 0.8,
 ) -> go.Figure:
     """One plane of a scan (or any (rows, columns) map at that slice) with its true proportions.
 
@@ -155,7 +159,9 @@ def plane_figure(
     row, column and the exact value followed by ``units``. ``crosshair`` = (row, column) draws where the
     other planes cut (see :func:`cut_lines`), in their colours. ``sides`` = letters shown inside the
     (top, bottom, left, right) edges, e.g. ``ORIENTATION[plane]``. A ``plane`` not in
-    :data:`PLANES` (e.g. "frame") names the picture in the hover: "frame 12".
+    :data:`PLANES` (e.g. "frame") names the picture in the hover: "frame 12". ``overlay`` (same shape, values
+    0..1, e.g. a CAM upsampled to the scan) is laid over the plane in Turbo, see-through where it is weak, at
+    ``overlay_opacity``; the hover then gives both numbers.
     """
     array = np.ascontiguousarray(slice2d, dtype=np.float32)
     if array.ndim != 2:
@@ -187,7 +193,24 @@ def plane_figure(
         layout["annotations"] = _side_letters(sides)
     layout.update(height=height, margin=margin_for(bool(title)), uirevision=f"{uirevision}:{plane}",
                   plot_bgcolor="black", **title_spec(title))
-    return go.Figure({"data": [heatmap], "layout": layout})
+    data = [heatmap]
+    if overlay is not None:
+        top = np.ascontiguousarray(overlay, dtype=np.float32)
+        if top.shape != array.shape:
+            raise ValueError(f"the overlay {top.shape} must have the plane's shape {array.shape}")
+        heatmap["hoverinfo"] = "skip"
+        heatmap.pop("hovertemplate")
+        data.append({
+            "type": "heatmap", "z": top, "customdata": array, "zmin": 0.0, "zmax": 1.0, "opacity": overlay_opacity,
+            "colorscale": faded_colorscale("Turbo", diverging=False), "showscale": showscale,
+            "name": f"{plane} {overlay_label}", "hoverongaps": False,
+            "hovertemplate": (f"{where}<br>row %{{y}} · column %{{x}}<br>{overlay_label} %{{z:{VALUE_FORMAT}}}"
+                              f"<br>{value_label} %{{customdata:{VALUE_FORMAT}}}{unit}<extra></extra>"),
+        })
+        if showscale:
+            heatmap["showscale"] = False
+            data[1]["colorbar"] = {**colorbar_spec(f"{overlay_label} (0–1)"), "tickformat": NUMBER_FORMAT}
+    return go.Figure({"data": data, "layout": layout})
 
 
 @with_plain_numbers
