@@ -126,9 +126,21 @@ def test_a_model_with_a_fixed_input_size_says_which_size_featviz_chose(make_app,
 
 
 def test_a_link_to_a_timm_model_not_in_the_menu_says_which_one_is_shown(make_app) -> None:
-    name = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
+    name = "hiera_base_224"  # Hiera reorders its tokens: no layer is a map, so the menu leaves it out
     at = make_app(query={"model": f"timm:{name}:random"})
     no_exception(at)
     assert at.session_state["_selection"].model.key == "timm:resnet50.a1_in1k:random"
     assert f"The link names timm model {name}, which this featviz cannot open; showing resnet50.a1_in1k instead." in [
         i.value for i in at.info]
+
+
+def test_a_link_to_a_vision_transformer_opens_it_on_a_token_map(make_app) -> None:
+    name = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"  # offered now that token maps count
+    at = make_app(query={"model": f"timm:{name}:random"})
+    no_exception(at)
+    selection = at.session_state["_selection"]
+    assert selection.model.key == f"timm:{name}:random"
+    assert selection.layer.label == "blocks.5 · Block · tokens 192×14×14"
+    assert not any("cannot open" in i.value for i in at.info)
+
+
