@@ -143,13 +143,15 @@ def test_statistics_table_and_exports_are_offered(make_app) -> None:
 
 def test_the_first_mosaic_comes_with_a_still_picture_once(make_app) -> None:
     at = make_app()
-    stills = [m for m in at.markdown if "data:image/png;base64," in m.value]
-    assert len(stills) == 1 and "st-key-grid_box:has(.js-plotly-plot)" in stills[0].value  # hidden once drawn
+    styles = [h.proto.body for h in at.get("html")]
+    assert any("st-key-grid_box:has(.js-plotly-plot) .st-key-grid_still" in body for body in styles)  # hidden once drawn
+    assert any("image-rendering: pixelated" in body for body in styles)
+    stills = [i.proto.imgs[0].url for i in at.get("image") if i.proto.imgs[0].url.startswith("data:image/png;base64,")]
+    assert len(stills) == 1  # in the page's own message (the sidebar's photo is a media file)
     heat = mosaic(at)["data"][0]
-    data = stills[0].value.split("data:image/png;base64,", 1)[1].split('"', 1)[0]
-    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(stills[0].split(",", 1)[1]))))
     assert picture.shape[:2] == decode_array(heat["z"]).shape  # one picture pixel per heatmap cell
     at.run()  # any later run: Plotly is loaded by then, no picture is sent again
     no_exception(at)
-    assert not [m for m in at.markdown if "data:image/png;base64," in m.value]
+    assert not [i for i in at.get("image") if i.proto.imgs[0].url.startswith("data:")]
     mosaic(at)

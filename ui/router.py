@@ -47,6 +47,8 @@ def run_app() -> None:
         with loading_app():  # the first time only: the frame and the navigation are on screen meanwhile
             from . import jobs, sidebar
             from .state import apply_requests, keep_page_state
+            from .still import send_style
+        send_style()  # a session's first run: before the sidebar, so the first maps' picture waits for nothing
         jobs.leave_page(jobs.session_id(), page.url_path)  # long jobs stop when their page is left
         keep_page_state()
         apply_requests()

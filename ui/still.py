@@ -7,6 +7,12 @@ server (:func:`featviz_core.figures.preview.heatmap_png`: the same colours, squa
 height), and a style rule hides the picture as soon as the interactive chart has been drawn in the same
 box. Browsers without CSS ``:has()`` (Firefox before 121) hide it after 20 seconds instead; in the others it
 stays as long as Plotly cannot draw (a slow or failing network), so the maps are never lost.
+
+The picture is an ``st.image`` of a data URL (the browser already has the image code for the sidebar's
+photo, and the picture comes inside the page's message, not as one more request to a busy server) and the
+style rules go out through ``st.html`` at the start of the session's first run (:func:`send_style`), so
+nothing the picture needs is fetched after it: as a Markdown image it waited for the browser to fetch and
+start the Markdown-with-HTML code (190 kB), which a busy server hands out slowly.
 """
 
 from __future__ import annotations
@@ -18,18 +24,34 @@ import streamlit as st
 
 from featviz_core.figures.preview import heatmap_png
 
-__all__ = ["STILL_KEY", "still_until_drawn"]
+__all__ = ["STILL_KEY", "send_style", "still_until_drawn"]
 
 STILL_KEY = "grid_still"
 _SHOWN = "_still_shown"
+_STYLED = "_still_styled"
 
 _STYLE = """<style>
 .st-key-{box}:has(.js-plotly-plot) .st-key-{still} {{ display: none; }}
+.st-key-{still} img {{ width: 100%; object-fit: contain; object-position: center top; image-rendering: pixelated; }}
 @supports not selector(:has(a)) {{
   .st-key-{still} {{ animation: fv-still-off 0s linear 20s forwards; }}
   @keyframes fv-still-off {{ to {{ visibility: hidden; height: 0; overflow: hidden; }} }}
 }}
 </style>"""
+_SIZE = """<style>.st-key-{still} {{ padding: {top}px 80px {bottom}px 0; box-sizing: border-box; }}
+.st-key-{still} img {{ height: {height}px; }}</style>"""
+
+
+def send_style(box: str = "grid_box") -> None:
+    """At the start of a session's first run (ui/router.py): the rules that place the still picture in
+    ``box`` and hide it once the chart is drawn, so the browser has the code for them before the picture
+    comes (style only: it takes no room on the page). The picture brings them again; later runs send
+    nothing."""
+    state = st.session_state
+    if state.get(_SHOWN) or state.get(_STYLED):
+        return
+    state[_STYLED] = True
+    st.html(_STYLE.format(box=box, still=STILL_KEY))
 
 
 def still_until_drawn(fig: go.Figure, box: str) -> None:
@@ -46,13 +68,7 @@ def still_until_drawn(fig: go.Figure, box: str) -> None:
     height = int(fig.layout.height or 450)
     margin = fig.layout.margin
     top, bottom = int(margin.t or 0), int(margin.b or 0)
-    source = base64.b64encode(png).decode("ascii")
     with st.container(key=STILL_KEY):
-        st.markdown(
-            _STYLE.format(box=box, still=STILL_KEY)
-            + f'<div style="height:{height}px;padding:{top}px 80px {bottom}px 0;box-sizing:border-box">'
-            f'<img src="data:image/png;base64,{source}" alt="The feature maps (the interactive view is loading)" '
-            'style="height:100%;width:100%;object-fit:contain;object-position:center top;'
-            'image-rendering:pixelated"></div>',
-            unsafe_allow_html=True,
-        )
+        st.html(_STYLE.format(box=box, still=STILL_KEY) + _SIZE.format(still=STILL_KEY, top=top, bottom=bottom, height=max(height - top - bottom, 1)))
+        # a data URL: the picture comes with the page's own message, not as a second request to a busy server
+        st.image("data:image/png;base64," + base64.b64encode(png).decode("ascii"))
