@@ -26,6 +26,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,9 @@ def variants(root: Path = ROOT) -> dict[str, dict[str, Any]]:
 
 
 def first_view_once(browser: Any, command: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None,
-                    timeout_s: float = 180.0) -> dict[str, Any]:
-    """One fresh server, one visit: seconds from "ready" to what the visitor sees, and the server's RSS."""
+                    timeout_s: float = 180.0, until: str = "heatmap") -> dict[str, Any]:
+    """One fresh server, one visit: seconds from "ready" to what the visitor sees, and the server's RSS. The
+    visit ends once the mark ``until`` was seen (a bare image page has no heatmap) and the app is idle."""
     from tests.appserver import marks_script, page_marks, start_app
 
     from .memory import rss_anon_bytes, rss_bytes
@@ -85,7 +87,7 @@ def first_view_once(browser: Any, command: Sequence[str], cwd: Path, env: Mappin
 
             navigated = clock()
             page.goto(app.url, wait_until="commit")
-            page.wait_for_function("() => 'heatmap' in window.__fv.marks", polling=10)
+            page.wait_for_function("(name) => name in window.__fv.marks", arg=until, polling=10)
             page.wait_for_function(_JS_IDLE, polling=10)
             marks = page_marks(page)
             offset = navigated - app.ready_at  # page clock 0 = navigation start (within a few ms)
@@ -226,19 +228,34 @@ def _stats(samples: list[dict[str, Any]], key: str) -> dict[str, Any]:
 
 
 def run(runs: int = 5, switch_runs: int | None = None, models: Sequence[str] = SWITCH_MODELS,
-        chosen: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        chosen: Mapping[str, Mapping[str, Any]] | None = None, with_floor: bool = True) -> dict[str, Any]:
     """``runs`` first views per variant (alternating), ``switch_runs`` servers switching through ``models``,
-    and the same number of child processes timing each model's own steps. ``{"skipped": ...}`` without
-    Chromium."""
+    and the same number of child processes timing each model's own steps. With ``with_floor``, the two bare
+    pages of :mod:`bench.floor` are visited in the same rotation and the first variant is held to the floor's
+    goals. ``{"skipped": ...}`` without Chromium."""
     from .browser import chromium_available
 
     if not chromium_available():
         return {"skipped": "Chromium not found (/usr/bin/chromium or $FEATVIZ_CHROMIUM)"}
+    chosen = chosen if chosen is not None else variants()
+    if not with_floor:
+        return _run(runs, switch_runs, models, chosen)
+    from . import floor
+
+    with tempfile.TemporaryDirectory(prefix="featviz-floor-") as folder:
+        shown = floor.prepare(Path(folder))
+        result = _run(runs, switch_runs, models, {**chosen, **floor.variants(Path(folder))})
+    result["floor"] = {**floor.goals(result["first_view"], next(iter(chosen))), "shown": shown,
+                       "picture_margin_s": floor.PICTURE_MARGIN_S, "map_ratio": floor.MAP_RATIO}
+    return result
+
+
+def _run(runs: int, switch_runs: int | None, models: Sequence[str],
+         chosen: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     from tests.appserver import launch_browser
 
-    chosen = chosen if chosen is not None else variants()
     switch_runs = runs if switch_runs is None else switch_runs
     samples: dict[str, list[dict[str, Any]]] = {label: [] for label in chosen}
     switches: dict[str, list[dict[str, float | None]]] = {m: [] for m in models}
@@ -247,7 +264,8 @@ def run(runs: int = 5, switch_runs: int | None = None, models: Sequence[str] = S
         try:
             for _ in range(runs):
                 for label, how in chosen.items():
-                    samples[label].append(first_view_once(browser, how["command"], Path(how["cwd"]), how.get("env")))
+                    samples[label].append(first_view_once(browser, how["command"], Path(how["cwd"]), how.get("env"),
+                                                          until=how.get("until", "heatmap")))
             first = next(iter(chosen.values()))
             for _ in range(switch_runs if models else 0):
                 for model, timing in switch_once(browser, first["command"], Path(first["cwd"]), models).items():

@@ -68,6 +68,10 @@ def _runners(quick: bool, baseline: str | None = None) -> dict[str, Callable[[],
 # Markdown
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
 def _ms(seconds: float | None) -> str:
     return "–" if seconds is None else f"{seconds * 1e3:.1f}"
 
@@ -309,6 +313,23 @@ def _first_view_md(r: dict[str, Any]) -> list[str]:
             f"| {_mb(d['rss_mb']['median'])} | {_mb(d['rss_anon_mb']['median'])} / "
             f"{_mb(d['rss_cuda_libraries_mb']['median'])} | {target} |"
         )
+    if "floor" in r:
+        f = r["floor"]
+        lines += [
+            "",
+            f"Against the floor (bench/floor.py: bare Streamlit pages showing the same first picture, "
+            f"{f['shown']['heatmap_shape'][0]}×{f['shown']['heatmap_shape'][1]} cells, started and visited alike): "
+            f"`{f['variant']}`'s first picture ≤ the bare image page + {f['picture_margin_s']} s, its interactive "
+            f"map ≤ {f['map_ratio']}× the bare Plotly page.",
+            "",
+            "| | featviz s | floor s | limit s | ratio | goal |",
+            "|---|---:|---:|---:|---:|---|",
+            f"| first picture vs one `st.image` | {_s(f['first_picture_s'])} | {_s(f['bare_image_s'])} "
+            f"| {_s(f['first_picture_limit_s'])} | {_x(_ratio(f['first_picture_s'], f['bare_image_s']))} "
+            f"| {_ok(f['first_picture_pass'])} |",
+            f"| interactive map vs one `st.plotly_chart` | {_s(f['interactive_map_s'])} | {_s(f['bare_plotly_s'])} "
+            f"| {_s(f['interactive_map_limit_s'])} | {_x(f['interactive_map_ratio'])} | {_ok(f['interactive_map_pass'])} |",
+        ]
     if r["switch"]:
         lines += [
             "",

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from bench import browser, cams, common, contention, extraction, first_view, memory, rendering
+from bench import browser, cams, common, contention, extraction, first_view, floor, memory, rendering
 from bench import run as bench_run
 from featviz_core import load_torchvision
 
@@ -170,3 +171,33 @@ def test_first_view_smallest_configuration() -> None:
     text = bench_run.markdown({"date": "now", "quick": True, "machine": common.machine(), "seconds": 1.0,
                                "command": "test", "results": {"first_view": result}})
     assert "| featviz run |" in text and "| resnet34 |" in text
+    floor_result = result["floor"]  # the bare pages were visited in the same rotation
+    assert floor_result["bare_image_s"] > 0 and floor_result["bare_plotly_s"] > 0
+    assert isinstance(floor_result["first_picture_pass"], bool) and isinstance(floor_result["interactive_map_pass"], bool)
+    assert "first picture vs one `st.image`" in text
+
+
+def test_the_floor_pages_show_the_first_view_s_own_picture_and_numbers(tmp_path) -> None:
+    from featviz_core.figures.preview import heatmap_png
+
+    shown = floor.prepare(tmp_path)
+    figure = floor.first_figure()
+    assert (tmp_path / "still.png").read_bytes() == heatmap_png(figure)  # the very picture featviz shows first
+    z = np.load(tmp_path / "z.npy")
+    assert list(z.shape) == shown["heatmap_shape"] == list(np.asarray(figure.data[0].z).shape)
+    assert (tmp_path / ".streamlit" / "config.toml").is_file()  # the app's own Streamlit settings
+    for page in ("image_page.py", "plotly_page.py"):
+        source = (tmp_path / page).read_text()
+        compile(source, page, "exec")
+        assert "torch" not in source and "featviz" not in source.split('"""', 2)[2]  # bare: Streamlit and numbers only
+
+
+def test_floor_goals_hold_featviz_to_the_bare_pages() -> None:
+    def row(key: str, value: float) -> dict:
+        return {key: {"median": value}}
+
+    first_view_medians = {"featviz run": {**row("first_map_s", 1.5), **row("heatmap_s", 2.5)},
+                          floor.IMAGE_LABEL: row("still_s", 1.0), floor.PLOTLY_LABEL: row("heatmap_s", 2.4)}
+    goals = floor.goals(first_view_medians, "featviz run")
+    assert goals["first_picture_limit_s"] == pytest.approx(1.4) and goals["first_picture_pass"] is False
+    assert goals["interactive_map_ratio"] == pytest.approx(2.5 / 2.4) and goals["interactive_map_pass"] is True
