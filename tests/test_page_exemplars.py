@@ -333,3 +333,21 @@ def test_stopping_the_bundled_search_leaves_a_button_to_run_it_again(make_app, m
     at.segmented_control(key="ex_source").set_value("Bundled examples").run()
     no_exception(at)
     assert current_job(at) is job and at.button(key="ex_run").label == "Run again"
+
+
+def test_a_saved_result_of_the_bundled_examples_shows_its_pictures(make_app) -> None:
+    from featviz_core import find_exemplars
+    from featviz_core.demo import load_demo
+    from featviz_core.exemplars import demo_collection
+
+    result = find_exemplars(load_demo(), "block2.relu1", demo_collection(per_class=3), k=3, num_workers=0)
+    other = open_page(make_app, "Saved result (.npz)")
+    other.file_uploader(key="ex_result_file").upload("other.npz", result.npz_bytes(), "application/octet-stream")
+    other.run()
+    assert any("in a folder this app cannot open" in i.value for i in other.info), "not the bundled collection"
+    result = find_exemplars(load_demo(), "block2.relu1", demo_collection(), k=3, num_workers=0)  # as --demo does
+    at = open_page(make_app, "Saved result (.npz)")
+    at.file_uploader(key="ex_result_file").upload("demo.npz", result.npz_bytes(), "application/octet-stream").run()
+    no_exception(at)
+    assert not [i for i in at.info if "cannot open" in i.value], [i.value for i in at.info]
+    assert len(at.main.get("image")) == 9
