@@ -163,6 +163,12 @@ def _watching(key: str | None) -> None:
     state["_ex_job"] = key
 
 
+def _stopped_here(job: jobs.Job) -> bool:
+    """This session pressed Stop on ``job`` (then it waits for "Run again"; a job stopped because someone left
+    or chose something else starts again for whoever asks for it)."""
+    return job.owner == jobs.session_id() and job.stop_reason == jobs.PRESSED_STOP
+
+
 def _run(model: LoadedModel, layer: str, collection: Collection, *, start_now: bool = False) -> Exemplars | None:
     """The search over ``collection``: its button (or, with ``start_now``, the search itself when it has not run
     yet), its progress while it runs, its result (or partial one)."""
@@ -174,7 +180,7 @@ def _run(model: LoadedModel, layer: str, collection: Collection, *, start_now: b
     key = _job_key(model, layer, collection)
     _watching(key)
     job = jobs.get(key)
-    if job is None and start_now:
+    if start_now and (job is None or (job.state == "stopped" and not _stopped_here(job))):
         _start(model, layer, collection)
         job = jobs.get(key)
     st.caption(f"{collection.label[0].upper()}{collection.label[1:]}: {len(collection):,} files{refused} · layer {layer} "

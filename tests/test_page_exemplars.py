@@ -304,7 +304,7 @@ def test_the_first_view_shows_the_top_images_of_the_bundled_examples(make_app, m
     assert other.subheader[0].value.startswith("188 images read") and len(jobs._jobs) == started
 
 
-def test_stopping_the_bundled_search_leaves_a_button_to_run_it_again(make_app, monkeypatch) -> None:
+def test_the_bundled_search_stopped_by_a_choice_starts_again_stopped_by_stop_waits(make_app, monkeypatch) -> None:
     from ui import jobs
 
     monkeypatch.delenv("FEATVIZ_IMAGES", raising=False)
@@ -319,20 +319,36 @@ def test_stopping_the_bundled_search_leaves_a_button_to_run_it_again(make_app, m
             return fn(wait_then_report)
         return real_start(key, held, **kwargs)
 
-    jobs.start = held_start
-    try:
-        at = make_app(page=PAGE)
-    finally:
-        jobs.start = real_start
-    job = current_job(at)
-    assert job.running and at.button(key="ex_stop")
-    # choosing "Zip file" stops it (nobody looks at it any more), and coming back does not start it again
+    monkeypatch.setattr(jobs, "start", held_start)
+    at = make_app(page=PAGE)
+    first = current_job(at)
+    assert first.running and at.button(key="ex_stop")
+    # choosing "Zip file" stops it (nobody looks at it any more); coming back starts it again
     at.segmented_control(key="ex_source").set_value("Zip file").run()
+    assert at.main.get("file_uploader")
     gate.set()
-    assert job.wait(60) and job.state == "stopped"
+    assert first.wait(60) and first.state == "stopped"
+    gate.clear()
     at.segmented_control(key="ex_source").set_value("Bundled examples").run()
+    second = current_job(at)
+    assert second is not first and second.running
+    # Stop pressed: it waits for "Run again", even after a detour
+    at.button(key="ex_stop").click().run()
+    gate.set()
+    assert second.wait(60) and second.state == "stopped"
+    for source in ("Zip file", "Bundled examples"):
+        at.segmented_control(key="ex_source").set_value(source).run()
     no_exception(at)
-    assert current_job(at) is job and at.button(key="ex_run").label == "Run again"
+    assert current_job(at) is second and at.button(key="ex_run").label == "Run again"
+    # a click on the chosen segment leaves it chosen
+    at.segmented_control(key="ex_source").set_value(None).run()
+    assert at.segmented_control(key="ex_source").value == "Bundled examples"
+    # another visitor is not held back by this one's Stop
+    monkeypatch.setattr(jobs, "start", real_start)
+    monkeypatch.setattr(jobs, "session_id", lambda: "another visitor")  # AppTests share one session id
+    other = make_app(page=PAGE)
+    third = current_job(other)
+    assert third is not second and third.wait(300) and third.state == "done"
 
 
 def test_a_saved_result_of_the_bundled_examples_shows_its_pictures(make_app) -> None:

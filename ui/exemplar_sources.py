@@ -51,8 +51,12 @@ def choose_source(root: str | None) -> str:
     sticky("ex_source", first)
     if st.session_state.get("ex_source") not in sources:
         st.session_state["ex_source"] = first
+    def never_none() -> None:  # a click on the chosen segment unselects it: keep it chosen instead
+        if st.session_state.get("ex_source") is None:
+            st.session_state["ex_source"] = st.session_state.get("_keep_ex_source") or first
+
     source = st.segmented_control(
-        "Images", sources, key="ex_source",
+        "Images", sources, key="ex_source", on_change=never_none,
         help="The bundled examples (photos and drawn shapes that come with featviz), a zip file of your own "
         "images (it stays in memory), " + ("a folder on this computer, " if root else "")
         + "or a result saved earlier.",
