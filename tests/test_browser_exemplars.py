@@ -101,7 +101,7 @@ def wait_until_finished(page: Any) -> None:
 
 def test_a_first_visitor_sees_the_top_images_of_the_bundled_examples(page: Any) -> None:
     go_to(page, "Exemplars", "Exemplars")
-    expect(main(page).get_by_text(re.compile(r"^The bundled examples: featviz's sample images"))).to_be_visible()
+    expect(main(page).get_by_text(re.compile(r"^Pictures that come with featviz: .*CC0"))).to_be_visible()
     expect(main(page).get_by_text(re.compile(r"^The bundled examples: 188 files"))).to_be_visible()
     assert main(page).locator("[data-testid=stFileUploader]").count() == 0
     wait_until_finished(page)  # nothing pressed, nothing uploaded

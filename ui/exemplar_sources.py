@@ -68,7 +68,7 @@ def choose_source(root: str | None) -> str:
 def bundled_source() -> Collection:
     """The bundled examples, with a caption saying what they are and where they come from."""
     collection = demo_collection()
-    st.caption(provenance(collection) + " Choose “Zip file” to use your own images instead.")
+    st.caption(provenance(collection) + " Choose “Zip file” to search your own images.")
     return collection
 
 

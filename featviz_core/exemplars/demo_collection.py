@@ -44,17 +44,18 @@ PICTURE_SIZE = 96
 """Height and width of a drawn picture, in pixels."""
 DEMO_COLLECTION_LABEL = "the bundled examples"
 PROVENANCE = (
-    "The bundled examples: featviz's sample images (CC0 photos of a cat, a retina, a cameraman and a brick wall, "
-    "and four drawn shapes) and {drawn} pictures of the demo model's six shapes and textures, drawn by featviz "
-    "from a fixed seed (CC0). They are made on this computer; nothing is uploaded or downloaded."
+    "Pictures that come with featviz: its sample images (CC0 photos of a cat, a retina, a cameraman and a brick "
+    "wall, and four drawn shapes) and {drawn} pictures of the demo model's six shapes and textures, drawn from a "
+    "fixed seed (CC0). They are made on this computer: nothing is uploaded or downloaded."
 )
 """A caption saying where the pictures come from and under which licence (``{drawn}``: how many are drawn)."""
 
-_DRAWN = re.compile(r"^shapes/(?P<cls>[a-z]+)_(?P<number>\d{3})\.png$")
+_DRAWN = re.compile(r"^shapes/(?P<cls>[a-z]+)_(?P<number>\d{2,})\.png$")
 
 
-def _drawn_name(class_name: str, number: int) -> str:
-    return f"shapes/{class_name}_{number:03d}.png"
+def _drawn_name(class_name: str, number: int, per_class: int) -> str:
+    """``shapes/star_07.png``: short, so that the page's captions show it whole."""
+    return f"shapes/{class_name}_{number:0{max(2, len(str(per_class - 1)))}d}.png"
 
 
 def demo_picture(class_name: str, number: int, size: int = PICTURE_SIZE) -> Image.Image:
@@ -75,7 +76,8 @@ class _DemoReader:
         if name in self.samples:
             return sample_bytes(self.samples[name])
         match = _DRAWN.match(name)
-        if match is None or match["cls"] not in CLASSES or int(match["number"]) >= self.per_class:
+        if (match is None or match["cls"] not in CLASSES or int(match["number"]) >= self.per_class
+                or name != _drawn_name(match["cls"], int(match["number"]), self.per_class)):
             raise CollectionError(f"{name} is not one of the bundled examples.")
         buffer = io.BytesIO()
         demo_picture(match["cls"], int(match["number"]), self.size).save(buffer, format="PNG", compress_level=1)
@@ -85,12 +87,12 @@ class _DemoReader:
 @functools.lru_cache(maxsize=4)
 def demo_collection(per_class: int = PER_CLASS, size: int = PICTURE_SIZE) -> Collection:
     """The bundled collection: the sample images (``samples/<file>``) then ``per_class`` drawn pictures of each
-    demo class (``shapes/<class>_<nnn>.png``, ``size`` pixels square, classes interleaved so any first part of
+    demo class (``shapes/<class>_<nn>.png``, ``size`` pixels square, classes interleaved so any first part of
     it holds every class). Its key depends on the samples' bytes, the seed, the size and the count."""
     if per_class < 0 or size < 16:
         raise CollectionError("Ask for at least 0 drawn pictures per class, of at least 16 pixels.")
     samples = {f"samples/{s.filename}": s.name for s in list_samples()}
-    drawn = [_drawn_name(c, n) for n in range(per_class) for c in CLASSES]
+    drawn = [_drawn_name(c, n, per_class) for n in range(per_class) for c in CLASSES]
     digest = hashlib.sha256(f"demo-collection v1 seed={DEMO_SEED} size={size} per_class={per_class}".encode())
     for name, sample in samples.items():
         digest.update(name.encode() + b"\0" + hashlib.sha256(sample_bytes(sample)).digest())
