@@ -99,6 +99,15 @@ def wait_until_finished(page: Any) -> None:
     settle(page)
 
 
+def wait_for_pictures(page: Any) -> list[str]:
+    """Wait for a channel's 27 pictures (9 strongest, their patches, 9 weakest), all loaded; the captions."""
+    expect(main(page).locator("[data-testid=stImage] img")).to_have_count(27, timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)")
+    return main(page).get_by_test_id("stCaptionContainer").all_inner_texts()
+
+
 def test_a_first_visitor_sees_the_top_images_of_the_bundled_examples(page: Any) -> None:
     go_to(page, "Exemplars", "Exemplars")
     expect(main(page).get_by_text(re.compile(r"^Pictures that come with featviz: .*CC0"))).to_be_visible()
@@ -107,12 +116,7 @@ def test_a_first_visitor_sees_the_top_images_of_the_bundled_examples(page: Any) 
     wait_until_finished(page)  # nothing pressed, nothing uploaded
     expect(main(page).get_by_role("heading", name=re.compile(r"^188 images read"))).to_be_visible()
     assert main(page).get_by_role("button", name=re.compile(r"Find the exemplars")).count() == 0
-    pictures = main(page).locator("[data-testid=stImage] img")
-    expect(pictures).to_have_count(27, timeout=TIMEOUT_MS)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img')]"
-        ".every(i => i.complete && i.naturalWidth > 0)")
-    captions = main(page).get_by_test_id("stCaptionContainer").all_inner_texts()
+    captions = wait_for_pictures(page)
     names = [c.strip() for c in captions if c.strip().endswith((".png", ".jpg"))]
     assert len(names) == 27 and sum(c.startswith("peak") for c in captions) == 27, captions
     expect(main(page).get_by_role("combobox", name="Channel", exact=True)).to_have_value(
@@ -153,12 +157,7 @@ def test_upload_a_zip_watch_the_progress_and_open_the_top_images(page: Any) -> N
     box.press_sequentially("channel 7 ")
     page.get_by_role("option", name=re.compile(r"^channel 7 · ")).click()
     settle(page)
-    pictures = main(page).locator("[data-testid=stImage] img")
-    expect(pictures).to_have_count(27, timeout=TIMEOUT_MS)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img')]"
-        ".every(i => i.complete && i.naturalWidth > 0)")
-    captions = main(page).get_by_test_id("stCaptionContainer").all_inner_texts()
+    captions = wait_for_pictures(page)
     assert sum("peak" in c for c in captions) == 27
     names = [c.strip() for c in captions if c.strip().endswith(".png")]
     assert len(names) == 27, captions

@@ -64,6 +64,23 @@ def run_to_the_end(at, click: bool = True):  # type: ignore[no-untyped-def]
     return job
 
 
+def held_at_every_batch(monkeypatch, gate: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    """Jobs started from now on wait for ``gate`` before each progress report (so they are still running)."""
+    from ui import jobs
+
+    real_start = jobs.start
+
+    def held_start(key, fn, **kwargs):  # type: ignore[no-untyped-def]
+        def held(progress):  # type: ignore[no-untyped-def]
+            def wait_then_report(done, total, preview):  # type: ignore[no-untyped-def]
+                gate.wait(30)
+                progress(done, total, preview)
+            return fn(wait_then_report)
+        return real_start(key, held, **kwargs)
+
+    monkeypatch.setattr(jobs, "start", held_start)
+
+
 def captions(at) -> list[str]:
     return [c.value for c in at.caption]
 
@@ -221,27 +238,15 @@ def test_a_saved_result_from_elsewhere_shows_its_numbers(make_app) -> None:
     assert "not an exemplars result" in at.error[0].value
 
 
-def test_choosing_another_layer_stops_the_run_for_the_old_one(make_app) -> None:
+def test_choosing_another_layer_stops_the_run_for_the_old_one(make_app, monkeypatch) -> None:
     from ui import jobs
 
     at = open_page(make_app)
     upload_zip(at, shapes_zip(60))
     gate = threading.Event()
-    real_start = jobs.start
-
-    def slow_start(key, fn, **kwargs):  # type: ignore[no-untyped-def]
-        def held(progress):  # type: ignore[no-untyped-def]
-            def wait_then_report(done, total, preview):  # type: ignore[no-untyped-def]
-                gate.wait(30)
-                progress(done, total, preview)
-            return fn(wait_then_report)
-        return real_start(key, held, **kwargs)
-
-    jobs.start = slow_start
-    try:
+    with monkeypatch.context() as patch:
+        held_at_every_batch(patch, gate)
         at.button(key="ex_run").click().run()
-    finally:
-        jobs.start = real_start
     (first,) = [j for j in jobs.running_jobs() if j.label.startswith("exemplars")]
     at.selectbox(key="layer").set_value("block1.relu1").run()
     gate.set()
@@ -310,16 +315,7 @@ def test_the_bundled_search_stopped_by_a_choice_starts_again_stopped_by_stop_wai
     monkeypatch.delenv("FEATVIZ_IMAGES", raising=False)
     gate = threading.Event()
     real_start = jobs.start
-
-    def held_start(key, fn, **kwargs):  # type: ignore[no-untyped-def]
-        def held(progress):  # type: ignore[no-untyped-def]
-            def wait_then_report(done, total, preview):  # type: ignore[no-untyped-def]
-                gate.wait(30)
-                progress(done, total, preview)
-            return fn(wait_then_report)
-        return real_start(key, held, **kwargs)
-
-    monkeypatch.setattr(jobs, "start", held_start)
+    held_at_every_batch(monkeypatch, gate)
     at = make_app(page=PAGE)
     first = current_job(at)
     assert first.running and at.button(key="ex_stop")

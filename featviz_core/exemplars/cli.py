@@ -19,22 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from featviz.options import NORMALIZATIONS, input_size
+
 from ..errors import FeatvizError
 
 __all__ = ["main", "parser"]
-
-
-def _size(text: str) -> tuple[int, int]:
-    parts = [p for p in text.lower().replace("×", "x").split("x") if p.strip()]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a size like 224 or 256x320") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) < 8:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a size like 224 or 256x320")
-    return values[0], values[1]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -46,8 +35,8 @@ def parser() -> argparse.ArgumentParser:
                    "file, or package.module:factory (default with --demo: demo)")
     p.add_argument("--weights", help="weights for a package.module:factory model")
     p.add_argument("--classes", help="class names, one per line")
-    p.add_argument("--input-size", type=_size, help="input size for ONNX or your own model, e.g. 224 or 256x320")
-    p.add_argument("--normalization", choices=["imagenet", "0-1", "-1-1", "0-255"],
+    p.add_argument("--input-size", type=input_size, help="input size for ONNX or your own model, e.g. 224 or 256x320")
+    p.add_argument("--normalization", choices=NORMALIZATIONS,
                    help="input scaling for ONNX or your own model")
     p.add_argument("--layer", help="layer name (see --list-layers); default: a mid-level layer")
     p.add_argument("--list-layers", action="store_true", help="print the model's layers with feature maps and stop")
