@@ -121,11 +121,6 @@ def test_a_first_visitor_sees_the_top_images_of_the_bundled_examples(page: Any) 
     assert len(names) == 27 and sum(c.startswith("peak") for c in captions) == 27, captions
     expect(main(page).get_by_role("combobox", name="Channel", exact=True)).to_have_value(
         re.compile(r"^channel \d+ · highest peak"))  # the strongest channel, chosen for the visitor
-    if os.environ.get("FEATVIZ_README_SHOTS"):
-        page.set_viewport_size({"width": VIEWPORT["width"], "height": 1780})
-        settle(page)
-        page.screenshot(path=str(ROOT / "docs" / "screenshots" / "exemplars_bundled.png"))
-        page.set_viewport_size(VIEWPORT)
     no_traceback(page)
 
 
