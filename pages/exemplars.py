@@ -1,11 +1,11 @@
-"""Exemplars: the images (and patches) of the user's own collection that excite each channel most."""
+"""Exemplars: the images (and patches) of a collection that excite each channel most — the bundled examples on
+the first view, or the user's own (a zip upload, a folder given at start, a saved result)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -15,16 +15,27 @@ from featviz_core import FeatvizError, export
 from featviz_core.exemplars import Exemplars, ExemplarsProgress, find_exemplars
 from featviz_core.exemplars.result import fit
 from featviz_core.exemplars.search import EmptyCollectionError
-from featviz_core.images import Collection, image_digest, zip_collection
-from featviz_core.images.collection import MAX_FILES, folder_collection, inside, resolve_subfolder
+from featviz_core.images import Collection
 from featviz_core.models import LoadedModel
 from ui import jobs, keys
 from ui.cli import options
 from ui.errors import guard
+from ui.exemplar_sources import (
+    BUNDLED,
+    RESULT,
+    ZIP,
+    bundled_source,
+    choose_source,
+    folder_source,
+    keep,
+    result_source,
+    sticky,
+    zip_source,
+)
 from ui.job_view import start, stop_button
 from ui.router import ensure_routed
 from ui.sidebar import page_header
-from ui.state import current, remember, request
+from ui.state import current, request
 
 ensure_routed()
 
@@ -32,7 +43,6 @@ PAGE = "exemplars"  # this page's url path (jobs started here stop when the user
 K = 9
 BATCH = 16
 TILE = 160
-ZIP, FOLDER, RESULT = "Zip file", "Folder on this computer", "Saved result (.npz)"
 ORDERS = {"strongest": "Strongest channels first", "index": "Channel number"}
 
 HOW_TO_READ = """
@@ -52,17 +62,6 @@ share is a hint about the pattern, not a proof: always look at several, and at t
 
 
 
-def _sticky(key: str, default: Any) -> None:
-    """Keep a widget's value when other pages run (Streamlit forgets widgets that are not drawn)."""
-    state = st.session_state
-    if key not in state:
-        state[key] = state.get("_keep_" + key, default)
-
-
-def _keep(key: str) -> None:
-    st.session_state["_keep_" + key] = st.session_state.get(key)
-
-
 def _short(name: str, length: int = 22) -> str:
     """The file name without its folders, shortened in the middle (the numbers that tell files apart are kept)."""
     base = name.rsplit("/", 1)[-1]
@@ -75,94 +74,6 @@ def _duration(seconds: float | None) -> str:
     if seconds < 60:
         return f"about {max(1, math.ceil(seconds))} s left"
     return f"about {math.ceil(seconds / 60)} min left"
-
-
-# ---------------------------------------------------------------------------------------------------
-# 1 · The collection
-
-
-def _zip_source() -> Collection | None:
-    state = st.session_state
-    upload = st.file_uploader(
-        "A zip file of your images", type=["zip"], key="ex_zip",
-        help="Put the images in a folder (sub-folders are fine), compress it, and upload the .zip. PNG, JPEG, "
-        "WebP, BMP, GIF, TIFF and DICOM files are read. It stays in memory for this session only: nothing is "
-        "unpacked to disk.",
-    )
-    remember(upload, "_ex_zip_file")
-    if not state.get("_ex_zip_file"):
-        st.caption("Upload a zip file to start.")
-        return None
-    name, data = state["_ex_zip_file"]
-    digest = image_digest(data)
-    cached = state.get("_ex_zip_collection")
-    if cached is None or cached[0] != digest:
-        with guard("opening the zip file"):
-            cached = (digest, zip_collection(data, name))
-        state["_ex_zip_collection"] = cached
-    return cached[1]
-
-
-def _folder_source(root: str) -> Collection | None:
-    state = st.session_state
-    base = Path(root).expanduser()
-    _sticky("ex_folder", "")
-    relative = st.text_input(
-        f"Folder inside {base.name}", key="ex_folder", placeholder="(all of it)",
-        help=f"featviz was started with the folder {base}; type a folder inside it (e.g. ward3/2024), or leave "
-        "this empty for all of it. Folders outside it cannot be opened from here.",
-    )
-    _keep("ex_folder")
-    with guard("opening the folder"):
-        target = resolve_subfolder(base, relative)
-        cached = state.get("_ex_folder_collection")
-        if cached is None or cached[0] != str(target) or st.button("Look again for new files", key="ex_rescan"):
-            cached = (str(target), folder_collection(target, root=base, max_files=MAX_FILES))
-            state["_ex_folder_collection"] = cached
-    return cached[1]
-
-
-def _result_source(model: LoadedModel, root: str | None) -> Exemplars | None:
-    state = st.session_state
-    upload = st.file_uploader(
-        "A result file (.npz)", type=["npz"], key="ex_result_file",
-        help="A file saved from this page, or written by python -m featviz_core.exemplars on the command line.",
-    )
-    remember(upload, "_ex_result")
-    if not state.get("_ex_result"):
-        st.caption("Upload a result file to see it.")
-        return None
-    _name, data = state["_ex_result"]
-    with guard("reading the result file"):
-        result = Exemplars.load(data)
-    if result.model_key != model.key:
-        st.warning(f"This result was made with {result.model_name}; choose that model in the sidebar to see its "
-                   "pictures. The numbers are shown below.", icon=":material/warning:")
-        return result
-    saved = Path(result.collection_root) if result.collection_root else None
-    if root and saved is not None and inside(saved.resolve(), Path(root).expanduser().resolve()) and saved.is_dir():
-        with guard("opening the folder of the result"):
-            result = result.with_images(folder_collection(saved, root=Path(root).expanduser()), model.model_view)
-    else:
-        st.info("The pictures of this result are in a folder this app cannot open. Start featviz with that "
-                "folder (make run IMAGES=/path/to/folder) to see them; the numbers are shown below.",
-                icon=":material/info:")
-    return result
-
-
-def _choose_source(root: str | None) -> str:
-    sources = [ZIP, *([FOLDER] if root else []), RESULT]
-    _sticky("ex_source", ZIP)
-    if st.session_state.get("ex_source") not in sources:
-        st.session_state["ex_source"] = ZIP
-    source = st.segmented_control(
-        "Your images", sources, key="ex_source",
-        help="A zip file of images (it stays in memory), "
-        + ("a folder on this computer, " if root else "")
-        + "or a result saved earlier.",
-    ) or ZIP
-    _keep("ex_source")
-    return source
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -241,21 +152,37 @@ def _failures(failed: tuple[tuple[str, str], ...]) -> None:
                          width="stretch")
 
 
-def _run(model: LoadedModel, layer: str, collection: Collection) -> Exemplars | None:
-    """The search over ``collection``: its button, its progress while it runs, its result (or partial one)."""
+def _watching(key: str | None) -> None:
+    """Remember the job this page shows now; stop this session's job for what it showed before (another layer,
+    model or collection: no longer wanted)."""
     state = st.session_state
+    previous = state.get("_ex_job")
+    old = jobs.get(previous) if previous and previous != key else None
+    if old is not None and old.running and old.owner == jobs.session_id():
+        jobs.stop(old.key, "the user chose another layer, model or collection")
+    state["_ex_job"] = key
+
+
+def _stopped_here(job: jobs.Job) -> bool:
+    """This session pressed Stop on ``job`` (then it waits for "Run again"; a job stopped because someone left
+    or chose something else starts again for whoever asks for it)."""
+    return job.owner == jobs.session_id() and job.stop_reason == jobs.PRESSED_STOP
+
+
+def _run(model: LoadedModel, layer: str, collection: Collection, *, start_now: bool = False) -> Exemplars | None:
+    """The search over ``collection``: its button (or, with ``start_now``, the search itself when it has not run
+    yet), its progress while it runs, its result (or partial one)."""
     refused = f" ({len(collection.refused)} left out)" if collection.refused else ""
     if not collection.names:
         st.warning(collection.empty_message(), icon=":material/warning:")
         _failures(collection.refused)
         st.stop()
     key = _job_key(model, layer, collection)
-    previous = state.get("_ex_job")
-    old = jobs.get(previous) if previous and previous != key else None
-    if old is not None and old.running and old.owner == jobs.session_id():
-        jobs.stop(old.key, "the user chose another layer, model or collection")  # no longer wanted
-    state["_ex_job"] = key
+    _watching(key)
     job = jobs.get(key)
+    if start_now and (job is None or (job.state == "stopped" and not _stopped_here(job))):
+        _start(model, layer, collection)
+        job = jobs.get(key)
     st.caption(f"{collection.label[0].upper()}{collection.label[1:]}: {len(collection):,} files{refused} · layer {layer} "
                f"(choose the layer in the sidebar) · {K} images kept per channel")
     if job is None or job.state in ("stopped", "failed"):
@@ -343,20 +270,20 @@ def _show(result_: Exemplars) -> None:
     st.caption(f"Layer {result_.layer} of {result_.model_name}. Each patch is the part of the picture that one "
                f"spot of this layer can see: {field.size[0]}×{field.size[1]} pixels of the {h}×{w} picture the "
                f"model is given. {how}")
-    _sticky("ex_order", "strongest")
+    sticky("ex_order", "strongest")
     c1, c2 = st.columns([1, 2])
     order = c1.selectbox("Order", list(ORDERS), key="ex_order", format_func=ORDERS.get,
                          help="“Strongest” puts the channels whose best images reach the highest values first.")
-    _keep("ex_order")
+    keep("ex_order")
     channels = [int(c) for c in (result_.strongest_channels() if order == "strongest" else range(result_.channels))]
     best = {c: float(result_.top_peak[c, 0]) if result_.top_peak.shape[1] else 0.0 for c in channels}
-    _sticky("ex_channel", channels[0])
+    sticky("ex_channel", channels[0])
     if state.get("ex_channel") not in channels:
         state["ex_channel"] = channels[0]
     channel = c2.selectbox("Channel", channels, key="ex_channel",
                            format_func=lambda c: f"channel {c} · highest peak {best[c]:.3g}",
                            help="Type a number to jump to a channel.")
-    _keep("ex_channel")
+    keep("ex_channel")
     result_key = keys.exemplars_tiles_key(result_.collection_key, result_.model_key, result_.layer, result_.count)
     if not result_.has_images:
         st.caption("Pictures are not available for this result: the names and values are listed.")
@@ -410,14 +337,21 @@ def main() -> None:
     selection = current()
     page_header("Exemplars", HOW_TO_READ, selection)
     model, layer, root = selection.model, selection.layer.name, options().images
-    source = _choose_source(root)
+    source = choose_source(root)
     result: Exemplars | None = None
+    collection: Collection | None = None
     if source == RESULT:
-        result = _result_source(model, root)
+        result = result_source(model, root)
+    elif source == BUNDLED:
+        collection = bundled_source()
     else:
-        collection = _zip_source() if source == ZIP else _folder_source(str(root))
-        if collection is not None:
-            result = _run(model, layer, collection)
+        collection = zip_source() if source == ZIP else folder_source(str(root))
+    if collection is None:
+        _watching(None)
+    else:
+        # The bundled examples are searched as soon as they are shown (a few seconds, shared by every visitor);
+        # the user's own collection, which may be large, when they press the button.
+        result = _run(model, layer, collection, start_now=source == BUNDLED)
     if result is not None:
         with guard("showing the exemplars", stop=False):
             _show(result)

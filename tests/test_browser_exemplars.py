@@ -1,5 +1,5 @@
-"""The Exemplars page in Chromium: upload a zip, watch the progress bar move, open a channel's top images, open
-one in the sidebar. Leaves screenshots in ``artifacts/screenshots/`` (and, with FEATVIZ_README_SHOTS=1, the
+"""The Exemplars page in Chromium: a first visitor sees the top images of the bundled examples without doing
+anything; upload a zip, watch the progress bar move, open a channel's top images, open one in the sidebar. Leaves screenshots in ``artifacts/screenshots/`` (and, with FEATVIZ_README_SHOTS=1, the
 README's ``docs/screenshots/exemplars*.png``).
 
 Run: ``.venv/bin/python -m pytest tests/test_browser_exemplars.py`` (skipped when no Chromium is found).
@@ -81,7 +81,13 @@ def shapes_zip(n: int, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+def choose_images(page: Any, source: str) -> None:
+    main(page).get_by_test_id("stButtonGroup").get_by_role("radio", name=source, exact=True).click()
+    settle(page)
+
+
 def upload_zip(page: Any, data: bytes, name: str = "shapes.zip") -> None:
+    choose_images(page, "Zip file")  # the page opens on the bundled examples
     files = main(page).locator("[data-testid=stFileUploader] input[type=file]")
     files.set_input_files({"name": name, "mimeType": "application/zip", "buffer": data})
     expect(main(page).get_by_role("button", name=re.compile(r"Find the exemplars"))).to_be_visible(timeout=TIMEOUT_MS)
@@ -91,6 +97,31 @@ def upload_zip(page: Any, data: bytes, name: str = "shapes.zip") -> None:
 def wait_until_finished(page: Any) -> None:
     expect(main(page).get_by_role("heading", name=re.compile(r"images read"))).to_be_visible(timeout=300_000)
     settle(page)
+
+
+def wait_for_pictures(page: Any) -> list[str]:
+    """Wait for a channel's 27 pictures (9 strongest, their patches, 9 weakest), all loaded; the captions."""
+    expect(main(page).locator("[data-testid=stImage] img")).to_have_count(27, timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)")
+    return main(page).get_by_test_id("stCaptionContainer").all_inner_texts()
+
+
+def test_a_first_visitor_sees_the_top_images_of_the_bundled_examples(page: Any) -> None:
+    go_to(page, "Exemplars", "Exemplars")
+    expect(main(page).get_by_text(re.compile(r"^Pictures that come with featviz: .*CC0"))).to_be_visible()
+    expect(main(page).get_by_text(re.compile(r"^The bundled examples: 188 files"))).to_be_visible()
+    assert main(page).locator("[data-testid=stFileUploader]").count() == 0
+    wait_until_finished(page)  # nothing pressed, nothing uploaded
+    expect(main(page).get_by_role("heading", name=re.compile(r"^188 images read"))).to_be_visible()
+    assert main(page).get_by_role("button", name=re.compile(r"Find the exemplars")).count() == 0
+    captions = wait_for_pictures(page)
+    names = [c.strip() for c in captions if c.strip().endswith((".png", ".jpg"))]
+    assert len(names) == 27 and sum(c.startswith("peak") for c in captions) == 27, captions
+    expect(main(page).get_by_role("combobox", name="Channel", exact=True)).to_have_value(
+        re.compile(r"^channel \d+ · highest peak"))  # the strongest channel, chosen for the visitor
+    no_traceback(page)
 
 
 def test_upload_a_zip_watch_the_progress_and_open_the_top_images(page: Any) -> None:
@@ -121,12 +152,7 @@ def test_upload_a_zip_watch_the_progress_and_open_the_top_images(page: Any) -> N
     box.press_sequentially("channel 7 ")
     page.get_by_role("option", name=re.compile(r"^channel 7 · ")).click()
     settle(page)
-    pictures = main(page).locator("[data-testid=stImage] img")
-    expect(pictures).to_have_count(27, timeout=TIMEOUT_MS)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img')]"
-        ".every(i => i.complete && i.naturalWidth > 0)")
-    captions = main(page).get_by_test_id("stCaptionContainer").all_inner_texts()
+    captions = wait_for_pictures(page)
     assert sum("peak" in c for c in captions) == 27
     names = [c.strip() for c in captions if c.strip().endswith(".png")]
     assert len(names) == 27, captions

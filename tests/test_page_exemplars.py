@@ -1,5 +1,5 @@
-"""Exemplars page, driven in-process with AppTest: zip upload, run, results, open in the sidebar, exports,
-a folder given at start (and only then), a saved result."""
+"""Exemplars page, driven in-process with AppTest: the bundled examples on the first view, zip upload, run,
+results, open in the sidebar, exports, a folder given at start (and only then), a saved result."""
 
 from __future__ import annotations
 
@@ -33,20 +33,52 @@ def shapes_zip(n: int, seed: int = 0, extra: dict[str, bytes] | None = None) -> 
     return buffer.getvalue()
 
 
+def open_page(make_app, source: str = "Zip file", **kwargs):  # type: ignore[no-untyped-def]
+    """The page with ``source`` chosen before its first view (so the bundled examples are not searched)."""
+    return make_app(page=PAGE, state={"ex_source": source}, **kwargs)
+
+
 def upload_zip(at, data: bytes, name: str = "shapes.zip"):  # type: ignore[no-untyped-def]
+    if at.segmented_control(key="ex_source").value != "Zip file":
+        at.segmented_control(key="ex_source").set_value("Zip file").run()
     at.file_uploader(key="ex_zip").upload(name, data, "application/zip").run()
     return at
 
 
-def run_to_the_end(at):  # type: ignore[no-untyped-def]
+def current_job(at):  # type: ignore[no-untyped-def]
+    """The exemplars job the page shows now."""
     from ui import jobs
 
-    at.button(key="ex_run").click().run()
-    job = next(j for j in [jobs.get(k) for k in list(jobs._jobs)] if j is not None and j.label.startswith("exemplars"))
+    job = jobs.get(at.session_state["_ex_job"])
+    assert job is not None and job.label.startswith("exemplars")
+    return job
+
+
+def run_to_the_end(at, click: bool = True):  # type: ignore[no-untyped-def]
+    if click:
+        at.button(key="ex_run").click().run()
+    job = current_job(at)
     assert job.wait(300), "the run did not end"
     at.run()
     no_exception(at)
     return job
+
+
+def held_at_every_batch(monkeypatch, gate: threading.Event) -> None:  # type: ignore[no-untyped-def]
+    """Jobs started from now on wait for ``gate`` before each progress report (so they are still running)."""
+    from ui import jobs
+
+    real_start = jobs.start
+
+    def held_start(key, fn, **kwargs):  # type: ignore[no-untyped-def]
+        def held(progress):  # type: ignore[no-untyped-def]
+            def wait_then_report(done, total, preview):  # type: ignore[no-untyped-def]
+                gate.wait(30)
+                progress(done, total, preview)
+            return fn(wait_then_report)
+        return real_start(key, held, **kwargs)
+
+    monkeypatch.setattr(jobs, "start", held_start)
 
 
 def captions(at) -> list[str]:
@@ -64,10 +96,10 @@ def _forget_jobs():
 
 def test_zip_upload_run_results_open_and_downloads(make_app, monkeypatch) -> None:
     monkeypatch.delenv("FEATVIZ_IMAGES", raising=False)
-    at = make_app(page=PAGE)
+    at = open_page(make_app)
     no_exception(at)
     assert at.title[0].value == "Exemplars"
-    assert at.segmented_control(key="ex_source").options == ["Zip file", "Saved result (.npz)"]
+    assert at.segmented_control(key="ex_source").options == ["Bundled examples", "Zip file", "Saved result (.npz)"]
     data = shapes_zip(24, extra={"notes.txt": b"hello", "broken.png": broken_bytes(), "__MACOSX/._x.png": b"junk"})
     upload_zip(at, data)
     no_exception(at)
@@ -114,7 +146,7 @@ def test_zip_upload_run_results_open_and_downloads(make_app, monkeypatch) -> Non
 def test_a_stopped_run_shows_the_partial_result(make_app) -> None:
     from ui import jobs
 
-    at = make_app(page=PAGE)
+    at = open_page(make_app)
     upload_zip(at, shapes_zip(40))
     gate_reached = []
     real_start = jobs.start
@@ -142,7 +174,7 @@ def test_a_stopped_run_shows_the_partial_result(make_app) -> None:
 
 
 def test_an_empty_zip_and_a_zip_of_broken_files_are_one_sentence(make_app) -> None:
-    at = make_app(page=PAGE)
+    at = open_page(make_app)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("__MACOSX/._a.png", b"x")
@@ -164,7 +196,7 @@ def test_an_empty_zip_and_a_zip_of_broken_files_are_one_sentence(make_app) -> No
 
 def test_the_folder_source_only_with_a_folder_given_at_start(make_app, monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("FEATVIZ_IMAGES", raising=False)
-    at = make_app(page=PAGE)
+    at = open_page(make_app)
     assert "Folder on this computer" not in at.segmented_control(key="ex_source").options
     root = tmp_path / "images"
     for name, data in shapes(12):
@@ -172,8 +204,9 @@ def test_the_folder_source_only_with_a_folder_given_at_start(make_app, monkeypat
         (root / name).write_bytes(data)
     (tmp_path / "private").mkdir()
     monkeypatch.setenv("FEATVIZ_IMAGES", str(root))
-    at = make_app(page=PAGE, state={"ex_source": "Folder on this computer"})
+    at = make_app(page=PAGE)  # a folder given at start is what the page opens on
     no_exception(at)
+    assert at.segmented_control(key="ex_source").value == "Folder on this computer"
     assert any("The folder images: 12 files" in c for c in captions(at)), captions(at)
     at.text_input(key="ex_folder").input("../private").run()
     assert "outside the folder featviz was started with" in at.error[0].value
@@ -195,8 +228,7 @@ def test_a_saved_result_from_elsewhere_shows_its_numbers(make_app) -> None:
     from featviz_core.demo import load_demo
 
     result = find_exemplars(load_demo(), "block2.relu1", shapes(10), k=3, num_workers=0)
-    at = make_app(page=PAGE)
-    at.segmented_control(key="ex_source").set_value("Saved result (.npz)").run()
+    at = open_page(make_app, "Saved result (.npz)")
     at.file_uploader(key="ex_result_file").upload("ex.npz", result.npz_bytes(), "application/octet-stream").run()
     no_exception(at)
     assert any("in a folder this app cannot open" in i.value for i in at.info)
@@ -206,27 +238,15 @@ def test_a_saved_result_from_elsewhere_shows_its_numbers(make_app) -> None:
     assert "not an exemplars result" in at.error[0].value
 
 
-def test_choosing_another_layer_stops_the_run_for_the_old_one(make_app) -> None:
+def test_choosing_another_layer_stops_the_run_for_the_old_one(make_app, monkeypatch) -> None:
     from ui import jobs
 
-    at = make_app(page=PAGE)
+    at = open_page(make_app)
     upload_zip(at, shapes_zip(60))
     gate = threading.Event()
-    real_start = jobs.start
-
-    def slow_start(key, fn, **kwargs):  # type: ignore[no-untyped-def]
-        def held(progress):  # type: ignore[no-untyped-def]
-            def wait_then_report(done, total, preview):  # type: ignore[no-untyped-def]
-                gate.wait(30)
-                progress(done, total, preview)
-            return fn(wait_then_report)
-        return real_start(key, held, **kwargs)
-
-    jobs.start = slow_start
-    try:
+    with monkeypatch.context() as patch:
+        held_at_every_batch(patch, gate)
         at.button(key="ex_run").click().run()
-    finally:
-        jobs.start = real_start
     (first,) = [j for j in jobs.running_jobs() if j.label.startswith("exemplars")]
     at.selectbox(key="layer").set_value("block1.relu1").run()
     gate.set()
@@ -248,3 +268,98 @@ def test_open_replaces_an_image_uploaded_in_the_sidebar_until_a_new_upload(make_
     assert at.session_state["_selection"].image_name == best
     at.file_uploader(key="upload").upload("other.png", png_bytes(seed=4), "image/png").run()
     assert at.session_state["_selection"].image_name == "other.png"
+
+
+def test_the_first_view_shows_the_top_images_of_the_bundled_examples(make_app, monkeypatch) -> None:
+    from featviz_core import find_exemplars
+    from featviz_core.demo import load_demo
+    from featviz_core.exemplars import demo_collection
+    from ui import jobs
+
+    monkeypatch.delenv("FEATVIZ_IMAGES", raising=False)
+    at = make_app(page=PAGE)
+    no_exception(at)
+    assert at.segmented_control(key="ex_source").value == "Bundled examples"
+    assert not at.main.get("file_uploader"), "nothing to upload on the first view"
+    assert any("CC0" in c and "nothing is uploaded or downloaded" in c for c in captions(at)), captions(at)
+    assert any(c.startswith("The bundled examples: 188 files") for c in captions(at)), captions(at)
+    job = current_job(at)  # started by the first view itself: no button to press
+    assert job.wait(300) and job.state == "done", job.error
+    at.run()
+    no_exception(at)
+    assert at.subheader[0].value.startswith("188 images read")
+    channel = int(at.selectbox(key="ex_channel").value)
+    assert channel == int(job.result.strongest_channels()[0])
+    assert len(at.main.get("image")) == 27  # 9 strongest images, their patches, 9 weakest
+    layer = at.session_state["_selection"].layer.name
+    direct = find_exemplars(load_demo(), layer, demo_collection(), k=9, batch_size=16, num_workers=0)
+    top = job.result.top(channel)
+    assert [e.name for e in top] == [e.name for e in direct.top(channel)]
+    assert np.allclose([e.peak for e in top], [e.peak for e in direct.top(channel)], rtol=1e-5)
+    names = [c.value for c in at.caption if c.value.endswith((".png", ".jpg"))]
+    assert top[0].name.rsplit("/", 1)[-1][:6] in names[0], names
+    # Open: a bundled picture becomes the sidebar's image
+    at.button(key="ex_open_top_0").click().run()
+    no_exception(at)
+    assert at.session_state["_selection"].image_bytes == demo_collection().read(top[0].name)
+    # the next visitor finds the result at once, without a second search
+    started = len(jobs._jobs)
+    other = make_app(page=PAGE)
+    no_exception(other)
+    assert other.subheader[0].value.startswith("188 images read") and len(jobs._jobs) == started
+
+
+def test_the_bundled_search_stopped_by_a_choice_starts_again_stopped_by_stop_waits(make_app, monkeypatch) -> None:
+    from ui import jobs
+
+    monkeypatch.delenv("FEATVIZ_IMAGES", raising=False)
+    gate = threading.Event()
+    real_start = jobs.start
+    held_at_every_batch(monkeypatch, gate)
+    at = make_app(page=PAGE)
+    first = current_job(at)
+    assert first.running and at.button(key="ex_stop")
+    # choosing "Zip file" stops it (nobody looks at it any more); coming back starts it again
+    at.segmented_control(key="ex_source").set_value("Zip file").run()
+    assert at.main.get("file_uploader")
+    gate.set()
+    assert first.wait(60) and first.state == "stopped"
+    gate.clear()
+    at.segmented_control(key="ex_source").set_value("Bundled examples").run()
+    second = current_job(at)
+    assert second is not first and second.running
+    # Stop pressed: it waits for "Run again", even after a detour
+    at.button(key="ex_stop").click().run()
+    gate.set()
+    assert second.wait(60) and second.state == "stopped"
+    for source in ("Zip file", "Bundled examples"):
+        at.segmented_control(key="ex_source").set_value(source).run()
+    no_exception(at)
+    assert current_job(at) is second and at.button(key="ex_run").label == "Run again"
+    # a click on the chosen segment leaves it chosen
+    at.segmented_control(key="ex_source").set_value(None).run()
+    assert at.segmented_control(key="ex_source").value == "Bundled examples"
+    # another visitor is not held back by this one's Stop
+    monkeypatch.setattr(jobs, "start", real_start)
+    monkeypatch.setattr(jobs, "session_id", lambda: "another visitor")  # AppTests share one session id
+    other = make_app(page=PAGE)
+    third = current_job(other)
+    assert third is not second and third.wait(300) and third.state == "done"
+
+
+def test_a_saved_result_of_the_bundled_examples_shows_its_pictures(make_app) -> None:
+    from featviz_core import find_exemplars
+    from featviz_core.demo import load_demo
+    from featviz_core.exemplars import demo_collection
+
+    result = find_exemplars(load_demo(), "block2.relu1", demo_collection(per_class=3), k=3, num_workers=0)
+    other = open_page(make_app, "Saved result (.npz)")
+    other.file_uploader(key="ex_result_file").upload("other.npz", result.npz_bytes(), "application/octet-stream")
+    other.run()
+    assert any("in a folder this app cannot open" in i.value for i in other.info), "not the bundled collection"
+    result = find_exemplars(load_demo(), "block2.relu1", demo_collection(), k=3, num_workers=0)  # as --demo does
+    at = open_page(make_app, "Saved result (.npz)")
+    at.file_uploader(key="ex_result_file").upload("demo.npz", result.npz_bytes(), "application/octet-stream").run()
+    no_exception(at)
+    assert not [i for i in at.info if "cannot open" in i.value], [i.value for i in at.info]
+    assert len(at.main.get("image")) == 9

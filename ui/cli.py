@@ -17,6 +17,8 @@ import os
 import sys
 from dataclasses import dataclass
 
+from featviz.options import NORMALIZATIONS, input_size
+
 __all__ = ["Options", "options", "parser"]
 
 
@@ -30,26 +32,13 @@ class Options:
     images: str | None = None
 
 
-def _size(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        values = [int(p) for p in parts if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a size like 224 or 256x320") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) < 8:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a size like 224 or 256x320")
-    return (values[0], values[1])
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--model", help="your own model: package.module:factory (or path/to/file.py:factory)")
     p.add_argument("--weights", help="weights for --model: a state dict (.pt/.pth) or .safetensors file")
     p.add_argument("--classes", help="class names, one per line (or JSON), in the model's output order")
-    p.add_argument("--input-size", type=_size, help="input size for --model, e.g. 224 or 256x320")
-    p.add_argument("--normalization", choices=["imagenet", "0-1", "-1-1", "0-255"],
+    p.add_argument("--input-size", type=input_size, help="input size for --model, e.g. 224 or 256x320")
+    p.add_argument("--normalization", choices=NORMALIZATIONS,
                    help="input scaling for --model (default: ImageNet mean/std)")
     p.add_argument("--images", help="a folder of images on this machine, for the Exemplars page")
     return p
@@ -66,7 +55,7 @@ def options(argv: list[str] | None = None) -> Options:
     size = args.input_size
     if size is None and env.get("FEATVIZ_INPUT_SIZE"):
         try:
-            size = _size(env["FEATVIZ_INPUT_SIZE"])
+            size = input_size(env["FEATVIZ_INPUT_SIZE"])
         except argparse.ArgumentTypeError:
             size = None
     return Options(

@@ -177,7 +177,11 @@ def start(
         return job
 
 
-def stop(key: str, reason: str = "the user pressed Stop") -> None:
+PRESSED_STOP = "the user pressed Stop"
+"""The stop reason of a job stopped by its Stop button."""
+
+
+def stop(key: str, reason: str = PRESSED_STOP) -> None:
     job = get(key)
     if job is not None:
         job.request_stop(reason)

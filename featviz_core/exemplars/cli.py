@@ -2,11 +2,13 @@
 
     python -m featviz_core.exemplars --model tv:resnet18 --layer layer3.1.relu#2 --images ~/xrays --out ex.npz
     python -m featviz_core.exemplars --model demo --list-layers
+    python -m featviz_core.exemplars --demo        # the bundled examples, nothing to give (the demo model)
 
 The model is any string the app's command line takes (demo, tv:NAME[:random], timm:NAME[:random], a
 .pth/.safetensors/.onnx file, package.module:factory with --weights/--classes). The result file opens on the
 app's Exemplars page ("Saved result"); its pictures show there when the app was started with the same folder
-(``--images``).
+(``--images``). ``--demo`` reads the bundled examples (:mod:`.demo_collection`, offline) instead of a folder,
+with the demo model unless ``--model`` says otherwise; the app's "Saved result" shows their pictures.
 """
 
 from __future__ import annotations
@@ -17,22 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from featviz.options import NORMALIZATIONS, input_size
+
 from ..errors import FeatvizError
 
 __all__ = ["main", "parser"]
-
-
-def _size(text: str) -> tuple[int, int]:
-    parts = [p for p in text.lower().replace("×", "x").split("x") if p.strip()]
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a size like 224 or 256x320") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) < 8:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a size like 224 or 256x320")
-    return values[0], values[1]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -40,16 +31,18 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m featviz_core.exemplars",
         description="Find the images of a collection that excite each channel of a layer most (and least).",
     )
-    p.add_argument("--model", required=True, help="demo, tv:resnet18[:random], timm:NAME[:random], a "
-                   ".pth/.safetensors/.onnx file, or package.module:factory")
+    p.add_argument("--model", help="demo, tv:resnet18[:random], timm:NAME[:random], a .pth/.safetensors/.onnx "
+                   "file, or package.module:factory (default with --demo: demo)")
     p.add_argument("--weights", help="weights for a package.module:factory model")
     p.add_argument("--classes", help="class names, one per line")
-    p.add_argument("--input-size", type=_size, help="input size for ONNX or your own model, e.g. 224 or 256x320")
-    p.add_argument("--normalization", choices=["imagenet", "0-1", "-1-1", "0-255"],
+    p.add_argument("--input-size", type=input_size, help="input size for ONNX or your own model, e.g. 224 or 256x320")
+    p.add_argument("--normalization", choices=NORMALIZATIONS,
                    help="input scaling for ONNX or your own model")
     p.add_argument("--layer", help="layer name (see --list-layers); default: a mid-level layer")
     p.add_argument("--list-layers", action="store_true", help="print the model's layers with feature maps and stop")
     p.add_argument("--images", help="a folder of images (nested folders included) or a .zip file")
+    p.add_argument("--demo", action="store_true", help="read the bundled examples instead of --images: the "
+                   "sample photos and pictures of the demo model's shapes, made on the spot (offline)")
     p.add_argument("--out", default="exemplars.npz", help="where to write the result (.npz; default %(default)s)")
     p.add_argument("--parquet", help="also write the table as Parquet to this path (needs pyarrow)")
     p.add_argument("-k", "--top", type=int, default=9, dest="k", help="images kept per channel (default %(default)s)")
@@ -99,8 +92,22 @@ class ProgressBar:
         self.stream.flush()
 
 
+def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options that do not go together end the command with a usage message (exit status 2)."""
+    if args.demo:
+        args.model = args.model or "demo"
+        if args.images:
+            p.error("give either --images or --demo, not both")
+        if args.ray:
+            p.error("--demo runs here; --ray reads a folder every Ray worker can open (give it with --images)")
+    elif not args.model:
+        p.error("give the model with --model (or --demo for the bundled examples and the demo model)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    _check(p, args)
     from ..layers.discovery import default_layer, spatial_layers
     from ..models.sources import load_spec
 
@@ -113,12 +120,21 @@ def main(argv: list[str] | None = None) -> int:
             for info in spatial_layers(model):
                 print(info.label)
             return 0
-        if not args.images:
-            print("Give the images with --images FOLDER (or a .zip file).", file=sys.stderr)
+        if not args.images and not args.demo:
+            print("Give the images with --images FOLDER (or a .zip file), or --demo for the bundled examples.",
+                  file=sys.stderr)
             return 2
         layer = args.layer or default_layer(model)
         bar = None if args.quiet else ProgressBar()
-        print(f"{model.name} · layer {layer} · images in {args.images}", file=sys.stderr)
+        images: Any = args.images
+        if args.demo:
+            from .demo_collection import demo_collection
+
+            images = demo_collection()
+            print(f"{model.name} · layer {layer} · {images.label}: {len(images)} pictures made here, offline",
+                  file=sys.stderr)
+        else:
+            print(f"{model.name} · layer {layer} · images in {args.images}", file=sys.stderr)
         if args.ray:
             from .on_ray import find_exemplars_ray
 
@@ -128,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from .search import find_exemplars
 
-            result = find_exemplars(model, layer, args.images, k=args.k, batch_size=args.batch_size,
+            result = find_exemplars(model, layer, images, k=args.k, batch_size=args.batch_size,
                                     progress=bar, num_workers=args.workers)
     except FeatvizError as exc:
         if bar is not None:
