@@ -1,6 +1,6 @@
 """Vision transformers in the real app, in Chromium: a timm ViT state dict (3 classes) and a zipped Hugging Face
 ``save_pretrained`` folder uploaded as "Your checkpoint", read back to the last digit through the token map's
-hover; the Attention page's map drawn, its hover equal to featviz_core.attention."""
+hover; the Attention page's map drawn for the ViT, its values and hover equal to featviz_core.attention."""
 
 from __future__ import annotations
 
@@ -129,7 +129,30 @@ def _assert_exact_hovers(page: Any, maps: np.ndarray, count: int = 2) -> None:
         assert np.float32(float(match[4])) == maps[channel, dy, dx] != 0
 
 
-def test_a_timm_vit_checkpoint_opens_on_its_token_map_with_exact_values(
+def _assert_attention_drawn(page: Any, model: LoadedModel) -> None:
+    """On the Attention page: the class token's attention (last block, mean of the heads) drawn over the image,
+    equal to featviz_core.attention, its largest value read back through the hover."""
+    expected = attention(model, _sample())
+    assert expected.grid == (14, 14)
+    go_to(page, "Attention", "Attention")
+    page.wait_for_selector(OVERLAY + " g.hm image", state="attached")
+    expect(main(page).get_by_text("14×14 patches", exact=False)).to_be_visible()
+    z = np.array(page.locator(OVERLAY).evaluate(
+        "(el) => Array.from(el._fullData.find(t => t.type === 'heatmap').z, r => Array.from(r))"), dtype=np.float64)
+    assert z.shape == (14, 14) and np.isfinite(z).all() and z.max() > 0
+    np.testing.assert_allclose(z, expected.mean, rtol=1e-5, atol=1e-8)
+    cy, cx = np.unravel_index(np.argmax(expected.mean), expected.mean.shape)
+    x0, dx, y0, dy = page.locator(OVERLAY).evaluate(
+        "(el) => { const h = el._fullData.find(t => t.type === 'heatmap'); return [h.x0, h.dx, h.y0, h.dy]; }")
+    text = _hover(page, OVERLAY, x0 + cx * dx, y0 + cy * dy)  # the centre of map cell (cx, cy)
+    match = CELL.search(text)
+    assert match, f"hover label: {text!r}"
+    assert (int(match[1]), int(match[2])) == (cx, cy)
+    assert float(match[3]) == pytest.approx(float(expected.mean[cy, cx]), rel=1e-5)
+    no_traceback(page)
+
+
+def test_a_timm_vit_checkpoint_opens_on_its_token_map_with_exact_values_and_its_attention(
         page: Any, app: AppServer, vit_checkpoint: bytes, vit_model: LoadedModel) -> None:
     layer = default_layer(vit_model)
     assert layer == "blocks.5"
@@ -142,6 +165,7 @@ def test_a_timm_vit_checkpoint_opens_on_its_token_map_with_exact_values(
     expect(header_caption(page)).to_contain_text("vit_tiny_patch16_224 · layer blocks.5 (192×14×14)")
     expect(sidebar(page).get_by_text("detected architecture vit_tiny_patch16_224", exact=False)).to_be_visible()
     _assert_exact_hovers(page, maps)
+    _assert_attention_drawn(page, vit_model)
     no_traceback(page)
 
 
@@ -159,30 +183,4 @@ def test_a_zipped_hugging_face_folder_shows_its_token_map_and_class_names(
     shown = sidebar(page).get_by_test_id("stProgress").all_inner_texts()
     assert {name for name in LABELS if any(name in text for text in shown)} == set(LABELS), shown
     _assert_exact_hovers(page, maps)
-    no_traceback(page)
-
-
-def test_the_attention_page_draws_a_vits_attention(
-        page: Any, app: AppServer, vit_checkpoint: bytes, vit_model: LoadedModel) -> None:
-    expected = attention(vit_model, _sample())  # the last block, the class token, every head
-    assert expected.grid == (14, 14)
-
-    open_app(page, app.url)
-    _upload_model(page, "chest-vit.safetensors", vit_checkpoint)
-    expect(_layer_shown(page)).to_have_value(re.compile(r"· tokens 192×14×14$"), timeout=90_000)
-    go_to(page, "Attention", "Attention")
-    page.wait_for_selector(OVERLAY + " g.hm image", state="attached")
-    expect(main(page).get_by_text("14×14 patches", exact=False)).to_be_visible()
-    z = np.array(page.locator(OVERLAY).evaluate(
-        "(el) => Array.from(el._fullData.find(t => t.type === 'heatmap').z, r => Array.from(r))"), dtype=np.float64)
-    assert z.shape == (14, 14) and np.isfinite(z).all() and z.max() > 0
-    np.testing.assert_allclose(z, expected.mean, rtol=1e-5, atol=1e-8)
-    cy, cx = np.unravel_index(np.argmax(expected.mean), expected.mean.shape)
-    x0, dx, y0, dy = page.locator(OVERLAY).evaluate(
-        "(el) => { const h = el._fullData.find(t => t.type === 'heatmap'); return [h.x0, h.dx, h.y0, h.dy]; }")
-    text = _hover(page, OVERLAY, x0 + cx * dx, y0 + cy * dy)  # the centre of map cell (cx, cy)
-    match = CELL.search(text)
-    assert match, f"hover label: {text!r}"
-    assert (int(match[1]), int(match[2])) == (cx, cy)
-    assert float(match[3]) == pytest.approx(float(expected.mean[cy, cx]), rel=1e-5)
     no_traceback(page)
