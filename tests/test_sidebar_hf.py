@@ -207,3 +207,16 @@ def test_the_attention_page_says_a_hugging_face_models_attention_is_not_read_yet
     assert at.session_state["_selection"].model.key == "hf:tiny/vit-attention"
     assert not at.get("plotly_chart")
     assert any("Hugging Face transformers models is not read yet" in i.value for i in at.info)
+
+
+def test_class_names_uploaded_beside_a_zip_replace_its_labels(make_app, tiny_vit) -> None:
+    data = folder_zip(tiny_vit)
+    at = make_app(state={"model_kind": "Your checkpoint", "_last_ckpt": ("tiny.zip", data),
+                         "_last_names": b"normal\nbenign\nmalignant\n"})
+    no_exception(at)
+    model = at.session_state["_selection"].model
+    assert model.source == "hf" and model.categories == ["normal", "benign", "malignant"]
+    assert model.key != load_hf(data, filename="tiny.zip").key, "other class names, another cache key"
+    assert "class names from your file" in model.provenance
+    assert {n for n in ("normal", "benign", "malignant") for p in at.sidebar.get("progress") if n in p.proto.text} \
+        == {"normal", "benign", "malignant"}
