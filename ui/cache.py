@@ -39,7 +39,7 @@ from featviz_core.cam import cam as compute_cam
 from featviz_core.demo import load_demo, load_demo_volume
 from featviz_core.images import SeriesInfo, Volume, auto_window, list_series, load_image, load_volume
 from featviz_core.models import choose_device, place
-from featviz_core.models.sources import OnnxInfo, inspect_onnx, load_checkpoint, load_onnx
+from featviz_core.models.sources import OnnxInfo, inspect_onnx, load_checkpoint, load_hf, load_onnx
 
 from .frame import busy
 from .keys import cam_key as cam_key  # where the pages found it first
@@ -143,6 +143,26 @@ def checkpoint_model(
 ) -> LoadedModel:
     """A user's checkpoint, keyed by the digest of its bytes (the bytes themselves are not hashed again)."""
     return placed(load_checkpoint(_data, arch=arch, categories=list(_names) if _names else None, filename=_filename))
+
+
+@st.cache_resource(max_entries=MODEL_ENTRIES, show_spinner=False)
+def hf_model(model_id: str) -> LoadedModel:
+    """A Hugging Face transformers model by its hub id; its files must already be in the huggingface_hub cache
+    (see ui/source_hf.py: they are fetched only when the user presses Download)."""
+    return placed(load_hf(model_id))
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def hf_zip_model(
+    digest: str, names_digest: str, _data: bytes, _names: tuple[str, ...] | None, _filename: str
+) -> LoadedModel:
+    """A user's zip of a transformers ``save_pretrained`` folder, keyed by the digest of its bytes (no network).
+    Class names uploaded beside it replace the config's ``id2label`` (and so change the model key)."""
+    model = load_hf(_data, filename=_filename)
+    if _names:
+        model = dataclasses.replace(model, categories=list(_names), key=f"{model.key}:{names_digest}",
+                                    provenance=f"{model.provenance}, class names from your file")
+    return placed(model)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -12,15 +12,16 @@ import streamlit as st
 from featviz_core import LoadedModel, ModelLoadError
 from featviz_core.models import ModelSource, ModelSpec, describe_device
 
-from . import cache, source_checkpoint, source_code, source_imagenet, source_onnx
+from . import cache, source_checkpoint, source_code, source_hf, source_imagenet, source_onnx
 from .errors import guard
 
-IMAGENET, CHECKPOINT, ONNX, CODE, DEMO = "ImageNet model", "Your checkpoint", "ONNX file", "Your code", "Demo model"
+IMAGENET, HF, CHECKPOINT, ONNX = "ImageNet model", "Hugging Face", "Your checkpoint", "ONNX file"
+CODE, DEMO = "Your code", "Demo model"
 
 
 def kinds() -> tuple[str, ...]:
     """The sources on offer; "Your code" only when the server was started with --model or by featviz.show."""
-    base = (IMAGENET, CHECKPOINT, ONNX, DEMO)
+    base = (IMAGENET, HF, CHECKPOINT, ONNX, DEMO)
     return (CODE, *base) if source_code.offered() else base
 
 
@@ -67,6 +68,11 @@ def apply_model_spec(text: str) -> str | None:
             return cannot_open(spec.describe(), "the demo model")
         state["model_kind"] = IMAGENET
         return None if shown == spec.name else cannot_open(spec.describe(), shown)
+    if spec.source is ModelSource.HF and not spec.is_file:  # a link fills in the id; it never downloads
+        if not source_hf.apply_spec(spec):
+            return cannot_open(spec.describe(), "the demo model")
+        state["model_kind"] = HF
+        return None
     code = source_code.available()
     ours = source_code.offered() and (not spec.name or (code is not None and spec.name == code.model))
     kinds = {ModelSource.DEMO: DEMO, ModelSource.CHECKPOINT: CHECKPOINT, ModelSource.ONNX: ONNX,
@@ -86,14 +92,17 @@ def section() -> tuple[LoadedModel, str, str | None]:
         state["model_kind"] = DEMO
     kind = st.radio(
         "Model", offered, key="model_kind", horizontal=False,
-        help="An ImageNet network from torchvision or timm, your own fine-tuned weights, an ONNX file from any "
-        "framework, or the small demo network that ships with featviz and needs no internet.",
+        help="An ImageNet network from torchvision or timm, a Hugging Face transformers image model by its id, "
+        "your own fine-tuned weights (or a zipped save_pretrained folder), an ONNX file from any framework, or "
+        "the small demo network that ships with featviz and needs no internet.",
         label_visibility="collapsed",
     )
     model: LoadedModel | None = None
     spec = ModelSpec(ModelSource.DEMO)
     if kind == IMAGENET:
         model, spec = source_imagenet.section()
+    elif kind == HF:
+        model, spec = source_hf.section()
     elif kind == CHECKPOINT:
         model, spec = source_checkpoint.section()
     elif kind == ONNX:

@@ -1,5 +1,7 @@
 """Sidebar, model source "Your checkpoint": a state dict, training checkpoint or safetensors file of a
-torchvision or timm architecture (detected automatically), with an optional class-names file."""
+torchvision or timm architecture (detected automatically), or a zip of a Hugging Face transformers
+``save_pretrained`` folder (opened from its bytes by the library's own class, no network), with an optional
+class-names file."""
 
 from __future__ import annotations
 
@@ -51,20 +53,36 @@ def class_names_upload(key: str, remember_key: str) -> tuple[tuple[str, ...] | N
     return None, ""
 
 
+def _is_zip(filename: str) -> bool:
+    return filename.lower().endswith(".zip")
+
+
+def _open(data: bytes, filename: str, arch: str | None, names: tuple[str, ...] | None, names_key: str) -> LoadedModel:
+    """The uploaded model: a zip goes to the Hugging Face loader, anything else to the checkpoint reader."""
+    if _is_zip(filename):
+        with st.spinner("Reading the Hugging Face model folder…"):
+            return cache.hf_zip_model(image_digest(data), names_key, data, names, filename)
+    with st.spinner("Reading the weights and finding their architecture…"):
+        return cache.checkpoint_model(image_digest(data), arch, names_key, data, names, filename)
+
+
 def section() -> tuple[LoadedModel | None, ModelSpec]:
     upload = st.file_uploader(
-        "Weights file (.pt, .pth, .bin or .safetensors)",
-        type=["pt", "pth", "bin", "ckpt", "safetensors"],
+        "Weights file (.pt, .pth, .bin, .safetensors or .zip)",
+        type=["pt", "pth", "bin", "ckpt", "safetensors", "zip"],
         key="ckpt_file",
         help="Weights you fine-tuned from a torchvision or timm architecture: a state dict saved with "
-        "torch.save(model.state_dict(), 'model.pt'), a training checkpoint, or a .safetensors file. Only "
-        "tensors are read; code in the file never runs. The file stays in memory, never on disk.",
+        "torch.save(model.state_dict(), 'model.pt'), a training checkpoint, or a .safetensors file. Or a "
+        "Hugging Face transformers model: zip the folder that model.save_pretrained(folder) wrote (config.json, "
+        "model.safetensors, and preprocessor_config.json if there is one); its class names come from the config. "
+        "Only tensors are read; code in the file never runs (no pickles, no trust_remote_code). The file stays in "
+        "memory, never on disk, and nothing is downloaded.",
     )
     choices = arch_choices()
     arch_choice = st.selectbox(
         "Architecture", choices, key="ckpt_arch", format_func=_arch_label,
         help="Leave on automatic: featviz matches the file's layer names and shapes against every torchvision "
-        "and timm architecture.",
+        "and timm architecture. A zipped Hugging Face folder names its own architecture in config.json.",
     )
     remember(upload, "_last_ckpt")  # kept in memory so switching model kinds does not lose it
     names, names_key = class_names_upload("ckpt_names", "_last_names")
@@ -75,12 +93,11 @@ def section() -> tuple[LoadedModel | None, ModelSpec]:
     filename, data = state["_last_ckpt"]
     arch = None if arch_choice == AUTO_ARCH else arch_choice
     try:
-        with st.spinner("Reading the weights and finding their architecture…"):
-            return cache.checkpoint_model(image_digest(data), arch, names_key, data, names, filename), SPEC
+        return _open(data, filename, arch, names, names_key), SPEC
     except FeatvizError as exc:
         st.error(str(exc))
     except Exception:
         log.exception("Unexpected error while loading a checkpoint")
-        st.error("This checkpoint could not be read. Save a state dict with "
-                 "torch.save(model.state_dict(), 'model.pt') and upload that file.")
+        st.error("This file could not be read. Save a state dict with torch.save(model.state_dict(), 'model.pt'), "
+                 "or zip a Hugging Face save_pretrained folder, and upload that file.")
     return None, SPEC

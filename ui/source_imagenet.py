@@ -7,13 +7,11 @@ with FEATVIZ_AUTO_DOWNLOAD=1), with a progress bar, into the usual caches (torch
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from functools import lru_cache
 
 import streamlit as st
 
-from featviz_core import FeatvizError, LoadedModel
+from featviz_core import LoadedModel
 from featviz_core.models import ModelSource, ModelSpec
 from featviz_core.models.sources import (
     architecture_info,
@@ -24,10 +22,11 @@ from featviz_core.models.sources import (
     timm_weights_cached,
     weights_are_cached,
 )
-from featviz_core.models.sources.download import ProgressCallback, offline
+from featviz_core.models.sources.download import offline
 from featviz_core.models.sources.timm_catalog import architectures as timm_architectures
 
 from . import cache
+from .downloads import weights_gate
 from .errors import guard
 
 LIBRARIES = ("torchvision", "timm")
@@ -70,46 +69,6 @@ def timm_choices() -> tuple[tuple[str, ...], dict[str, str], dict[str, int | Non
     return tuple(tags), labels, params
 
 
-def _download_with_progress(label: str, size: str, fetch: Callable[[ProgressCallback], object]) -> None:
-    bar = st.progress(0.0, text=f"Downloading {label} weights ({size})…")
-    last = [0.0]
-
-    def progress(done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if total and (now - last[0] > 0.1 or done >= total):
-            last[0] = now
-            bar.progress(min(done / total, 1.0), text=f"Downloading {label}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
-
-    try:
-        fetch(progress)
-    finally:
-        bar.empty()
-
-
-def _weights_gate(label: str, size: str, cached: bool, fetch: Callable[[ProgressCallback], object],
-                  where: str, auto: bool = False) -> bool:
-    """True when the weights are on this machine (downloading them if the user presses the button)."""
-    if cached:
-        return True
-    if offline():
-        st.warning(f"{label}'s weights are not on this machine and downloads are switched off here.")
-        return False
-    if auto or st.button(
-        f"Download {label} weights ({size})",
-        help=f"Fetches the official weights once from {where} and keeps them in the cache on this server. "
-        "Nothing else is ever downloaded, and your images never leave this computer.",
-        type="primary",
-    ):
-        try:
-            _download_with_progress(label, size, fetch)
-        except FeatvizError as exc:
-            st.error(str(exc))
-            return False
-        return True
-    st.caption(f"{label}'s pretrained weights are not downloaded yet.")
-    return False
-
-
 def _default_timm(tags: tuple[str, ...], labels: dict[str, str]) -> str:
     return DEFAULT_TIMM if DEFAULT_TIMM in labels else tags[0]
 
@@ -133,7 +92,7 @@ def _torchvision() -> tuple[LoadedModel | None, ModelSpec]:
     auto = auto_download() and arch == DEFAULT_ARCH and not state.get("_auto_tried")
     if auto:
         state["_auto_tried"] = True
-    if not _weights_gate(arch, size, weights_are_cached(arch), lambda p: download_weights(arch, progress=p),
+    if not weights_gate(arch, size, weights_are_cached(arch), lambda p: download_weights(arch, progress=p),
                          "download.pytorch.org", auto=auto):
         return None, spec
     with guard("loading the model"), cache.model_spinner(f"Loading {arch}…", spec):
@@ -158,7 +117,7 @@ def _timm() -> tuple[LoadedModel | None, ModelSpec]:
             return cache.prepared(cache.timm_model(name, False)), spec
     count = params.get(name)
     size = f"about {count * 4 / 1e6:.0f} MB" if count else "a file"
-    if not _weights_gate(name, size, timm_weights_cached(name), lambda p: download_timm_weights(name, p),
+    if not weights_gate(name, size, timm_weights_cached(name), lambda p: download_timm_weights(name, p),
                          "the Hugging Face hub"):
         return None, spec
     with guard("loading the model"), cache.model_spinner(f"Loading {name}…", spec):
