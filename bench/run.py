@@ -18,12 +18,14 @@ from typing import Any
 
 from . import browser, cams, contention, device, exemplars, extraction, first_view, memory, rendering, sources
 from . import onnx as onnx_bench
+from . import transformers as transformer_bench
 from . import visualize as visualization
+from . import volumes as volume_bench
 from .common import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SECTIONS = ("extraction", "sources", "onnx", "rendering", "browser", "memory", "contention", "device", "cams",
-            "visualize", "exemplars", "first_view")
+            "visualize", "exemplars", "first_view", "transformers", "volumes")
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
@@ -61,6 +63,9 @@ def _runners(quick: bool, baseline: str | None = None) -> dict[str, Callable[[],
             runs=1 if quick else 5, models=first_view.SWITCH_MODELS[:1] if quick else first_view.SWITCH_MODELS,
             chosen=_first_view_variants(baseline),
         ),
+        "transformers": lambda: transformer_bench.run(rounds=2 if quick else 15, warmup=1 if quick else 2),
+        "volumes": lambda: volume_bench.run(rounds=2 if quick else 15, warmup=1 if quick else 2,
+                                            moves=3 if quick else 9),
     }
 
 
@@ -452,6 +457,8 @@ def markdown(report: dict[str, Any]) -> str:
         "memory": _memory_md, "contention": _contention_md, "device": _device_md, "sources": _sources_md,
         "onnx": _onnx_md, "first_view": _first_view_md,
         "cams": lambda r: cams.markdown(r, _ms, _x), "visualize": _visualize_md, "exemplars": _exemplars_md,
+        "transformers": lambda r: transformer_bench.markdown(r, _ms, _x),
+        "volumes": lambda r: volume_bench.markdown(r, _ms, _x),
     }
     for name in SECTIONS:
         if name in report["results"]:

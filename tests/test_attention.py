@@ -4,6 +4,8 @@ as it was."""
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -96,6 +98,35 @@ def test_distillation_and_register_tokens_are_prefix_tokens(photo) -> None:
     q, k, scale = _q_and_k(reg, photo, 3)
     weights = torch.softmax(q @ k.transpose(-2, -1) * scale, dim=-1).mean(dim=0)
     np.testing.assert_allclose(result.registers, weights[1:5, 5:].reshape(4, h, w).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_both_ways_of_reading_the_weights_agree(vit, photo, monkeypatch) -> None:
+    """timm's standard Attention is read from its q and k (the model keeps its fused kernel); any other attention
+    module runs its non-fused path. Forced onto the second way, a ViT gives the same maps."""
+    attention_module = importlib.import_module("featviz_core.attention")  # (the package's name is the function)
+    assert attention_module._reads_q_and_k(vit.module.blocks[0].attn)
+    fast = [attention(vit, photo, "blocks.6.attn"), attention(vit, photo, "blocks.9.attn", method="rollout")]
+    monkeypatch.setattr(attention_module, "_reads_q_and_k", lambda _module: False)
+    slow = [attention(vit, photo, "blocks.6.attn"), attention(vit, photo, "blocks.9.attn", method="rollout")]
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a.maps, b.maps, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(a.prefix_share, b.prefix_share, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(fast[0].maps.mean(axis=0), fast[1].maps[0], atol=1e-4)  # cls and rollout differ
+    assert hook_count(vit.module) == 0
+
+
+def test_the_pass_stops_after_the_block_asked_for(vit, photo) -> None:
+    ran: list[str] = []
+    handles = [vit.module.blocks[i].register_forward_hook(lambda *_a, i=i: ran.append(f"blocks.{i}"))
+               for i in (2, 3, 4)] + [vit.module.head.register_forward_hook(lambda *_a: ran.append("head"))]
+    try:
+        attention(vit, photo, "blocks.3.attn")
+        attention(vit, photo, "blocks.3.attn", method="rollout")
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert ran == ["blocks.2", "blocks.2"]  # blocks.3 stops inside its attention; nothing after it runs
+    assert hook_count(vit.module) == 0
 
 
 def test_the_model_is_left_as_it_was_also_after_an_error(vit, photo, monkeypatch) -> None:

@@ -133,6 +133,22 @@ def test_recorder_holds_the_lock_during_forward(tiny, image) -> None:
     assert holder and not any(holder), "another thread must not get the lock while hooks are registered"
 
 
+def test_a_tap_can_keep_a_summary_taken_as_the_pass_runs(resnet18, image) -> None:
+    """``reduce`` runs in the hook, before the in-place ReLU after bn1 changes its output; only the summary is
+    kept (not the output), and the rest of the network gets the output as it was."""
+    x = resnet18.preprocess(image)
+    expected = torch.from_numpy(reference_calls(resnet18.module, "layer1.0.bn1", x)[0]).mean(dim=0)
+    tap = Tap("layer1.0.bn1", clone=False, reduce=lambda out: out.mean(dim=1))
+    with ActivationRecorder(resnet18.module, taps=[tap]) as recorder, torch.no_grad():
+        logits = recorder.run(x)
+    kept = recorder.outputs["layer1.0.bn1"]
+    assert kept.shape == (1, 56, 56) and kept.min() < 0
+    torch.testing.assert_close(kept[0], expected)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, resnet18.module(x))
+    assert hook_count(resnet18.module) == 0
+
+
 def test_list_layers_shapes_and_kinds(resnet18) -> None:
     layers = list_layers(resnet18)
     by_name = {info.name: info for info in layers}

@@ -65,6 +65,8 @@ class Tap:
       ``ReLU(inplace=True)`` would otherwise overwrite).
     - ``stop``: end the forward pass once every stopping tap has recorded (nothing after it is needed).
     - ``replace``: called with the output; a tensor it returns is what the rest of the network gets.
+    - ``reduce``: keep ``reduce(output)`` instead of the output (``clone`` then applies to what it returns): a
+      large output summarised as the pass runs (attention weights averaged over heads) is not held whole.
     """
 
     layer: str
@@ -73,6 +75,7 @@ class Tap:
     keep_input: bool = False
     stop: bool = False
     replace: Replace | None = field(default=None, compare=False)
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, compare=False)
 
 
 class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
@@ -130,6 +133,8 @@ class ActivationRecorder(AbstractContextManager["ActivationRecorder"]):
             if tap is None or not isinstance(output, torch.Tensor):
                 return None
             kept = output if tap.keep_graph else output.detach()
+            if tap.reduce is not None:
+                kept = tap.reduce(kept)
             self.outputs[tap.layer] = kept.clone() if tap.clone else kept
             replaced = tap.replace(output) if tap.replace is not None else None
             if self._stoppers and self._stoppers.issubset(self.outputs):
