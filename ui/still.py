@@ -71,4 +71,4 @@ def still_until_drawn(fig: go.Figure, box: str) -> None:
     with st.container(key=STILL_KEY):
         st.html(_STYLE.format(box=box, still=STILL_KEY) + _SIZE.format(still=STILL_KEY, top=top, bottom=bottom, height=max(height - top - bottom, 1)))
         # a data URL: the picture comes with the page's own message, not as a second request to a busy server
-        st.image("data:image/png;base64," + base64.b64encode(png).decode("ascii"))
+        st.image("data:image/png;base64," + base64.b64encode(png).decode("ascii"), width="stretch")
