@@ -11,6 +11,8 @@ import os
 import sys
 
 _M_ARENA_MAX = -8  # glibc mallopt parameter
+_PYTHON_DEFAULT_SWITCH_S = 0.005
+_SWITCH_S = 0.001
 
 
 def tune_process() -> None:
@@ -19,11 +21,19 @@ def tune_process() -> None:
     - ``OMP_WAIT_POLICY=PASSIVE``: torch's OpenMP threads sleep instead of spinning while they wait. With two
       cores shared by the browser, other sessions or neighbours, spinning made a resnet18 forward pass
       4–10× slower (bench: 24 ms idle -> 197 ms with one core busy, 43 ms with PASSIVE).
+    - Python's thread switch interval 5 ms -> 1 ms: the server's event loop (websocket messages, the browser's
+      requests for Streamlit's JavaScript) shares the interpreter with the script that builds a page; while
+      that script computes, each message and file waited up to 5 ms per hand-over, several per message, and a
+      first visit's forty messages and sixty files queued behind the page being built (bench/floor.py: the
+      first picture 2.5 -> 2.1 s, the interactive map 3.9 -> 3.4 s on 2 cores; torch's kernels release the
+      interpreter, so the model's own speed is unchanged).
     - glibc ``M_ARENA_MAX=2``: Streamlit runs each script run in a new thread; capping malloc arenas keeps
       freed activation memory reusable instead of spread over many per-thread arenas.
     A value the person running the app already set is kept.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if sys.getswitchinterval() == _PYTHON_DEFAULT_SWITCH_S:
+        sys.setswitchinterval(_SWITCH_S)
     if sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
