@@ -59,7 +59,8 @@ def model_view(volume_key: str, volume: Volume, indices: dict[str, int]) -> None
     with left:
         st.markdown(f"**{layer}** at depth {z} of {depth} (covers the scan's axial slice {indices['axial']}); "
                     f"{channels} channels on one colour scale — hover for the exact value")
-        st.plotly_chart(figures.mosaic_figure(np.ascontiguousarray(maps[:, z]), scale="shared", height=420),
+        st.plotly_chart(figures.mosaic_figure(np.ascontiguousarray(maps[:, z]), scale="shared", height=420,
+                                                              depth=z),
                         width="stretch", key="volume_model_maps")
     with right:
         top = np.argsort(-result.probabilities)[:3]
