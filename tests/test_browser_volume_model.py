@@ -1,7 +1,8 @@
 """A 3-D model on the Volumes and clips page in Debian's headless Chromium: ``featviz run --model`` with MONAI's
 3-D DenseNet121 (tests/custom_models.py ``build_densenet3d``), a NIfTI file uploaded, the axial slice moved; the
 hover on the layer's maps at that slice gives the exact value ``featviz_core.extract`` gives for the same volume,
-and Grad-CAM is laid over all three planes at their slices. Leaves ``artifacts/screenshots/test_volume_model.png``.
+and Grad-CAM is laid over all three planes at their slices; the page's report leaves the scan out until "Include my
+scan" is ticked and draws offline. Leaves ``artifacts/screenshots/test_volume_model.png`` and ``report-volume.png``.
 
 Run: ``.venv/bin/python -m pytest tests/test_browser_volume_model.py`` (skipped when no Chromium is found).
 """
@@ -22,6 +23,7 @@ from featviz_core.images import PLANES, Volume, load_volume
 from featviz_core.models.sources import load_from_code
 from tests.appserver import FEATVIZ_RUN, ROOT, AppServer, browser_marks, chromium, start_app
 from tests.test_browser import go_to, main, new_context, no_traceback, screenshot, settle
+from tests.test_browser_report import open_offline
 from tests.volume_builders import nifti
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -82,6 +84,13 @@ def hover_value(page: Any, channel: int, row: int, column: int) -> str:
     return re.sub("[\u200b-\u200d]", "", label.text_content() or "")  # Plotly's invisible spacers
 
 
+def download_report(page: Any) -> tuple[str, bytes]:
+    button = main(page).get_by_test_id("stDownloadButton").filter(has_text="Download report")
+    with page.expect_download(timeout=120_000) as info:
+        button.get_by_role("button").first.click()
+    return info.value.suggested_filename, Path(info.value.path()).read_bytes()
+
+
 def traces(page: Any, selector: str) -> list[dict[str, Any]]:
     """Each heatmap trace of a chart: its name and z as Plotly holds them in the page."""
     return page.locator(selector).evaluate(
@@ -101,7 +110,7 @@ def test_a_3d_model_on_an_uploaded_nifti(app: AppServer, browser: Any, tmp_path:
     z = min(depth - 1, SLICE * depth // volume.shape3d[0])
     assert z != min(depth - 1, (volume.shape3d[0] // 2) * depth // volume.shape3d[0]), "the slice must change depth"
 
-    context = new_context(browser, viewport={"width": 1400, "height": 2400})
+    context = new_context(browser, viewport={"width": 1400, "height": 2400}, accept_downloads=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -147,6 +156,25 @@ def test_a_3d_model_on_an_uploaded_nifti(app: AppServer, browser: Any, tmp_path:
             assert shown[f"{plane} Grad-CAM"].max() > 0.1, f"no Grad-CAM to see on the {plane} plane"
         page.locator(cam_chart("axial")).scroll_into_view_if_needed()
         screenshot(page, "test_volume_model")
+
+        # the report: without the scan until "Include my scan" is ticked, drawn offline with no request
+        checkbox = page.get_by_role("checkbox", name="Include my scan")
+        expect(checkbox).not_to_be_checked()
+        name, without = download_report(page)
+        assert name.endswith("_scan_report.html") and b"Your scan is not in this file" in without
+        assert upload.name.encode() not in without and volume.description.encode() not in without
+        checkbox.check(force=True)
+        settle(page)
+        _, with_scan = download_report(page)
+        assert volume.description.encode() in with_scan
+        path = tmp_path / name
+        path.write_bytes(with_scan)
+        offline, shown, blocked, page_errors = open_offline(browser, path, "volume")
+        try:
+            assert shown.locator(".chart").count() == 7 and blocked == [] and page_errors == []
+            assert f"at depth {z} of {depth}" in shown.inner_text("body")
+        finally:
+            offline.close()
         no_traceback(page)
         assert main(page).get_by_test_id("stAlertContentError").count() == 0
         assert errors == []
