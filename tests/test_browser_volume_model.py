@@ -115,6 +115,7 @@ def test_a_3d_model_on_an_uploaded_nifti(app: AppServer, browser: Any, tmp_path:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
+        assert app.wait_for_log(r"featviz warm-up done in .*first view"), "the 3-D model was warmed up on the phantom"
         page.goto(app.url)
         expect(main(page).locator("h1").first).to_be_visible()
         settle(page)
