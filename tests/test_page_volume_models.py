@@ -36,6 +36,8 @@ def test_a_link_to_a_video_model_restores_it_in_the_sidebar(make_app) -> None:
     at.switch_page("pages/model.py").run()  # the list of layers needs no picture
     no_exception(at)
     assert not at.error and not any("3-D model:" in i.value for i in at.info)
+    assert not [b for b in at.get("download_button") if b.label == "Download report"]  # that one needs a picture
+    assert any("report: on the Volumes and clips page" in c.value for c in at.caption)
 
 
 def test_the_video_menu_offline_without_weights_warns_and_shows_the_demo(make_app) -> None:

@@ -203,7 +203,8 @@ def page_header(title: str, how_to_read: str, selection: Selection, pictures_onl
     """Title, what is on screen, the first-view notice, a short "How to read this" and "Download report".
 
     ``pictures_only``: the page runs the model on the sidebar's picture, so a 3-D model gets one sentence saying
-    where to see it (and the page stops there)."""
+    where to see it (and the page stops there); where a 3-D model is shown (the Model page), its report is left to
+    the Volumes page, which has the scan."""
     st.title(title)
     if pictures_only and selection.model.is_volumetric:
         st.info(three_d_model_sentence(selection.model), icon=":material/view_in_ar:")
@@ -219,4 +220,7 @@ def page_header(title: str, how_to_read: str, selection: Selection, pictures_onl
     with read, st.expander("How to read this", icon=":material/help:"):
         st.markdown(how_to_read)
     with report:
-        report_button(selection)
+        if selection.model.is_volumetric:  # its report is on the Volumes page, with the scan
+            st.caption("A 3-D model's report: on the Volumes and clips page.")
+        else:
+            report_button(selection)
