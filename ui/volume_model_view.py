@@ -64,7 +64,7 @@ def _maps_and_guess(volume_key: str, volume: Volume, at: int, what: str) -> tupl
             top = np.argsort(-result.probabilities)[:3]
             classes = model.categories or [str(i) for i in range(len(result.probabilities))]
             st.markdown("**The model's guess:** "
-                        + ", ".join(f"{classes[i]} {result.probabilities[i]:.0%}" for i in top))
+                        + ", ".join(f"{classes[i]} {result.probabilities[i]:.1%}" for i in top))
             st.caption(f"Grad-CAM of “{result.class_name}” at {result.layer}, laid on the {what.split()[-1]} below "
                        "(0 = no push, 1 = the strongest push towards this class).")
         return model, layer, maps, result
