@@ -104,7 +104,7 @@ def _table(rows: list[dict[str, Any]], total: int) -> None:
 
 def main() -> None:
     selection = current()
-    page_header("Model", HOW_TO_READ, selection)
+    page_header("Model", HOW_TO_READ, selection, pictures_only=False)
     with guard("listing the model's layers"):
         layers = list_layers(selection.model)
     _summary(selection.model, layers)

@@ -1,4 +1,5 @@
-"""Take the README's screenshots of every page: `python scripts/screenshots.py` (needs Chromium).
+"""Take the README's screenshots of every page: `python scripts/screenshots.py` (needs Chromium); name views to
+take only those: `python scripts/screenshots.py volume_model video_model`.
 
 Runs the app offline (the bundled demo model), opens each page in Debian's Chromium through Playwright and
 writes docs/screenshots/<page>.png.
@@ -24,6 +25,8 @@ VIEWS = {
     "compare": ("/compare?sample=circle", 1700),
     "filters": ("/filters?sample=star&layer=block1.relu1", 1150),
     "model": ("/model", 1000),
+    "volume_model": ("/volume", 2250),  # the phantom through the bundled 3-D demo model
+    "video_model": ("/?model=tv:r3d_18:random", 1250),  # a video classifier chosen, on a page for pictures
 }
 
 
@@ -39,11 +42,16 @@ def wait_until_idle(page) -> None:  # type: ignore[no-untyped-def]
     time.sleep(2.0)
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
+    unknown = sorted(set(names) - set(VIEWS))
+    if unknown:
+        raise SystemExit(f"unknown view(s) {', '.join(unknown)}; choose from {', '.join(VIEWS)}")
     with start_app() as app, sync_playwright() as pw:
         browser = launch_browser(pw)
         for name, (path, height) in VIEWS.items():
+            if names and name not in names:
+                continue
             page = browser.new_page(viewport={"width": 1400, "height": height})
             page.goto(app.url.rstrip("/") + path)
             wait_until_idle(page)
@@ -54,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -110,3 +110,17 @@ class ONet(nn.Module):
 
 NOTHING_FITS = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(7, 2))
 """4 channels times any map size is never 7 features: no input size fits."""
+
+
+CT_CLASSES = ("no finding", "finding")
+"""The two outputs of :func:`build_densenet3d` (its weights are random: the names only label them)."""
+
+
+def build_densenet3d() -> tuple[nn.Module, Preprocessing]:
+    """MONAI's 3-D DenseNet121 (one grey input channel, two classes) with seeded random weights, fed 64³
+    volumes scaled to 0..1: the kind of network a CT classifier is, small enough for a browser test on a CPU."""
+    from monai.networks.nets import DenseNet121
+
+    torch.manual_seed(3)
+    module = DenseNet121(spatial_dims=3, in_channels=1, out_channels=len(CT_CLASSES))
+    return module, Preprocessing(input_size=(64, 64, 64), normalization="0-1", categories=list(CT_CLASSES))

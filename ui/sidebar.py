@@ -126,6 +126,9 @@ def _layer_section(model: LoadedModel) -> tuple[tuple[LayerInfo, ...], LayerInfo
 
 def _prediction_section(selection: Selection) -> None:
     st.markdown("### What the model sees")
+    if selection.model.is_volumetric:
+        st.caption("A 3-D model: its guess for a scan or a clip is on the Volumes and clips page.")
+        return
     with guard("running the model", stop=False):
         result = selection.extraction()
         top = result.top_k(5)
@@ -190,9 +193,23 @@ def render_safely() -> Selection:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def page_header(title: str, how_to_read: str, selection: Selection) -> None:
-    """Title, what is on screen, the first-view notice, a short "How to read this" and "Download report"."""
+def three_d_model_sentence(model: LoadedModel) -> str:
+    """What a page for pictures says to a 3-D model (it looks at scans and clips)."""
+    return (f"{model.name} is a 3-D model: it looks at scans and clips, not at single pictures. Open "
+            "**Volumes and clips** to see it on a scan or a video, or pick a 2-D model in the sidebar.")
+
+
+def page_header(title: str, how_to_read: str, selection: Selection, pictures_only: bool = True) -> None:
+    """Title, what is on screen, the first-view notice, a short "How to read this" and "Download report".
+
+    ``pictures_only``: the page runs the model on the sidebar's picture, so a 3-D model gets one sentence saying
+    where to see it (and the page stops there); where a 3-D model is shown (the Model page), its report is left to
+    the Volumes page, which has the scan."""
     st.title(title)
+    if pictures_only and selection.model.is_volumetric:
+        st.info(three_d_model_sentence(selection.model), icon=":material/view_in_ar:")
+        st.page_link("pages/volume.py", label="Volumes and clips", icon=":material/view_in_ar:")
+        st.stop()
     shape = "×".join(str(s) for s in selection.layer.shape or ())
     st.caption(f"{selection.image_name} · {selection.model.name} · layer {selection.layer.name} ({shape})")
     if selection.notice:
@@ -203,4 +220,7 @@ def page_header(title: str, how_to_read: str, selection: Selection) -> None:
     with read, st.expander("How to read this", icon=":material/help:"):
         st.markdown(how_to_read)
     with report:
-        report_button(selection)
+        if selection.model.is_volumetric:  # its report is on the Volumes page, with the scan
+            st.caption("A 3-D model's report: on the Volumes and clips page.")
+        else:
+            report_button(selection)

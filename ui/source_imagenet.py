@@ -1,4 +1,5 @@
-"""Sidebar, model source "ImageNet model": torchvision's and timm's architectures, pretrained or random.
+"""Sidebar, model source "ImageNet model": torchvision's and timm's architectures, pretrained or random, and
+torchvision's video classifiers (Kinetics-400), which are 3-D models for clips and scans (Volumes and clips page).
 
 Pretrained weights are fetched only when the user presses Download (or, for resnet18 on a hosted app,
 with FEATVIZ_AUTO_DOWNLOAD=1), with a progress bar, into the usual caches (torch hub, Hugging Face hub).
@@ -20,6 +21,7 @@ from featviz_core.models.sources import (
     download_weights,
     is_convolutional,
     timm_weights_cached,
+    video_models,
     weights_are_cached,
 )
 from featviz_core.models.sources.download import offline
@@ -29,9 +31,18 @@ from . import cache
 from .downloads import weights_gate
 from .errors import guard
 
-LIBRARIES = ("torchvision", "timm")
+VIDEO = "video"
+LIBRARIES = ("torchvision", "timm", VIDEO)
+LIBRARY_LABELS = {"torchvision": "torchvision", "timm": "timm", VIDEO: "torchvision video"}
 DEFAULT_ARCH = "resnet18"
 DEFAULT_TIMM = "resnet50.a1_in1k"
+DEFAULT_VIDEO = "r3d_18"
+VIDEO_TITLES = {
+    "r3d_18": "3-D ResNet-18",
+    "mc3_18": "ResNet-18, 3-D convolutions in the first layers only",
+    "r2plus1d_18": "ResNet-18 (2+1)-D: space, then time",
+    "s3d": "S3D: separable 3-D Inception",
+}
 
 
 def auto_download() -> bool:
@@ -67,6 +78,39 @@ def timm_choices() -> tuple[tuple[str, ...], dict[str, str], dict[str, int | Non
         labels[tag] = f"{arch.title} · {tag}{count}"
         params[tag] = arch.params
     return tuple(tags), labels, params
+
+
+def _video_label(name: str) -> str:
+    info = architecture_info(name)
+    size = f" · {info.download_mb:.0f} MB" if info.download_mb else ""
+    return f"{VIDEO_TITLES.get(name, name)} · {name}{size}"
+
+
+def _video() -> tuple[LoadedModel | None, ModelSpec]:
+    """torchvision's video classifiers: 3-D models, shown on the Volumes and clips page."""
+    state = st.session_state
+    archs = list(video_models())
+    if state.get("video_arch") not in archs:
+        state["video_arch"] = DEFAULT_VIDEO
+    arch = st.selectbox(
+        "Video model", archs, key="video_arch", format_func=_video_label,
+        help="torchvision's video classifiers, trained on Kinetics-400 (400 human actions, 16-frame clips). "
+        "They are 3-D networks: open a clip or a scan on the Volumes and clips page to see what they see.",
+    )
+    pretrained = _pretrained_toggle("Pretrained Kinetics-400 weights")
+    st.caption("A 3-D model: see it on **Volumes and clips** with a video or a scan.")
+    spec = ModelSpec(ModelSource.TORCHVISION, arch, pretrained)
+    if not pretrained:
+        with guard("building the model"), cache.model_spinner(f"Building {arch}…", spec):
+            return cache.prepared(cache.torchvision_model(arch, False)), spec
+    info = architecture_info(arch)
+    size = f"{info.download_mb:.0f} MB" if info.download_mb else "a file"
+    if not weights_gate(arch, size, weights_are_cached(arch), lambda p: download_weights(arch, progress=p),
+                         "download.pytorch.org"):
+        return None, spec
+    with guard("loading the model"), cache.model_spinner(f"Loading {arch}…", spec):
+        return cache.prepared(cache.torchvision_model(arch, True)), spec
+    return None, spec  # pragma: no cover - guard stops the script
 
 
 def _default_timm(tags: tuple[str, ...], labels: dict[str, str]) -> str:
@@ -125,11 +169,12 @@ def _timm() -> tuple[LoadedModel | None, ModelSpec]:
     return None, spec  # pragma: no cover - guard stops the script
 
 
-def _pretrained_toggle() -> bool:
+def _pretrained_toggle(label: str = "Pretrained ImageNet weights") -> bool:
     st.session_state.setdefault("pretrained", True)
+    data = "Kinetics-400's clips" if "Kinetics" in label else "ImageNet's photos"
     return bool(st.toggle(
-        "Pretrained ImageNet weights", key="pretrained",
-        help="On: the network as trained on ImageNet's photos. Off: the same network with random weights, "
+        label, key="pretrained",
+        help=f"On: the network as trained on {data}. Off: the same network with random weights, "
         "useful to see what training changed.",
     ))
 
@@ -140,10 +185,13 @@ def section() -> tuple[LoadedModel | None, ModelSpec]:
     if state.get("library") not in LIBRARIES:
         state["library"] = LIBRARIES[0]
     library = st.segmented_control(
-        "Library", LIBRARIES, key="library",
+        "Library", LIBRARIES, key="library", format_func=LIBRARY_LABELS.get,
         help="torchvision: PyTorch's own 80 classifiers. timm: PyTorch Image Models, over a thousand "
-        "pretrained networks (ConvNeXt, EfficientNet, RegNet, NFNet ...).",
+        "pretrained networks (ConvNeXt, EfficientNet, RegNet, NFNet ...). torchvision video: four video "
+        "classifiers trained on Kinetics-400, 3-D models for clips and scans.",
     ) or LIBRARIES[0]
+    if library == VIDEO:
+        return _video()
     return _timm() if library == "timm" else _torchvision()
 
 
@@ -158,6 +206,9 @@ def apply_spec(spec: ModelSpec) -> str | None:
         tags, labels, _ = timm_choices()
         shown = spec.name if spec.name in labels else _default_timm(tags, labels)
         state["library"], state["timm_name"] = "timm", shown
+    elif spec.name in video_models():
+        state["library"], state["video_arch"] = VIDEO, spec.name
+        shown = spec.name
     elif spec.name in classification_models():
         shown = spec.name if spec.name in cnn_architectures() else DEFAULT_ARCH
         state["library"], state["arch"] = "torchvision", shown

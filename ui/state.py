@@ -21,7 +21,7 @@ PAGE_KEYS = (
     "cam_method", "cam_output", "cam_channel", "report_include_image",
     "viz_channel", "viz_objective", "viz_size", "viz_steps", "viz_seed", "attn_block", "attn_method", "attn_opacity",
     "volume_source", "volume_series", "volume_axial", "volume_coronal", "volume_sagittal", "volume_frame",
-    "volume_window", "volume_level", "volume_width", "volume_crosshair",
+    "volume_window", "volume_level", "volume_width", "volume_crosshair", "volume_model_layer",
 )
 
 # Query parameters of a shareable link, and the session keys they restore.

@@ -16,7 +16,7 @@ from featviz_core import figures
 from featviz_core.images import PLANES, WINDOW_PRESETS, Volume
 
 from . import cache
-from .volume_model_view import model_view
+from .volume_model_view import clip_model_view, model_view
 
 SLICE_KEYS = {plane: f"volume_{plane}" for plane in PLANES}
 """Session-state key of each plane's slice slider."""
@@ -149,7 +149,7 @@ def _planes(volume_key: str, volume: Volume, window: tuple[float, float]) -> Non
                 st.caption(f"One {plane} slice only")
 
 
-def _clip(volume_key: str, volume: Volume, window: tuple[float, float] | None) -> None:
+def _clip(volume_key: str, volume: Volume, window: tuple[float, float] | None) -> int:
     count = volume.shape3d[0]
     index = 0
     if count > 1:
@@ -168,6 +168,7 @@ def _clip(volume_key: str, volume: Volume, window: tuple[float, float] | None) -
     strip = figures.filmstrip_figure([volume.slice("axial", i) for i in numbers], numbers, window=window,
                                      current=index)
     st.plotly_chart(strip, width="stretch", key="volume_filmstrip", config={"displaylogo": False})
+    return index
 
 
 @st.fragment
@@ -175,12 +176,12 @@ def viewer(volume_key: str, volume: Volume) -> None:
     """The window controls and the planes (a volume) or the frame and the filmstrip (a clip)."""
     _start(volume_key, volume)
     if volume.kind == "clip" and volume.channels == 3:
-        _clip(volume_key, volume, None)
+        clip_model_view(volume_key, volume, _clip(volume_key, volume, None), None)
         return
     window = _window_controls(volume_key, volume)
     if volume.kind == "clip":
-        _clip(volume_key, volume, window)
+        clip_model_view(volume_key, volume, _clip(volume_key, volume, window), window)
     else:
         _planes(volume_key, volume, window)
         if volume.channels == 1:
-            model_view(volume_key, volume, slice_indices(volume))
+            model_view(volume_key, volume, slice_indices(volume), window)

@@ -99,9 +99,14 @@ def _first_view(model: Any, demo: bool) -> None:
 
     list_layers(model)  # the dry run, remembered per model
     layer = default_layer(model)
-    sample = default_sample(for_demo=demo)
-    image = load_image(sample_bytes(sample), f"{sample}.png")
-    maps = extract(model, image, [layer]).activations[layer]
+    if model.is_volumetric:  # a 3-D model (shown on the Volumes page): the phantom, its middle depth
+        from featviz_core.images import phantom_volume
+
+        volume_maps = extract(model, phantom_volume(), [layer]).activations[layer]
+        maps = volume_maps[:, volume_maps.shape[1] // 2]
+    else:
+        sample = default_sample(for_demo=demo)
+        maps = extract(model, load_image(sample_bytes(sample), f"{sample}.png"), [layer]).activations[layer]
     channel_stats = stats.channel_stats(maps)
     order = stats.order_channels(channel_stats, "index")
     figure = figures.mosaic_figure(maps, [int(c) for c in order[:64]], scale="shared",

@@ -71,6 +71,7 @@ def mosaic_figure(
     value_label: str = "value",
     item_label: str = "channel",
     uirevision: str = UIREVISION,
+    depth: int | None = None,
 ) -> go.Figure:
     """Tiles of the ``channels`` of ``maps`` (a layer's (C, H, W) array) as ONE heatmap with NaN gaps.
 
@@ -95,7 +96,8 @@ def mosaic_figure(
     :data:`DIVERGING`, gaps grey): for differences and weights. Per channel, each tile is then divided by
     its largest absolute value (-1..1). ``colorscale`` defaults to Viridis (or :data:`DIVERGING`); plain
     labels of :data:`COLORSCALES` work too. ``value_label`` names the value in the hover ("weight"...),
-    ``item_label`` the tiles ("filter"...).
+    ``item_label`` the tiles ("filter"...). ``depth``: the maps are one depth of a 3-D layer's (C, D, H, W)
+    maps, and the hover says which ("z 3 · x 5 · y 2").
     """
     array = as_maps(maps)
     count, h, w = (int(s) for s in array.shape)
@@ -105,7 +107,8 @@ def mosaic_figure(
     if n == 0 or h == 0 or w == 0:
         return _empty_figure(height, title)
     stack = np.asarray(array[index], dtype=np.float32)
-    where = f"{item_label} %{{customdata}}<br>x %{{x}} · y %{{y}}"
+    at_depth = "" if depth is None else f"z {int(depth)} · "
+    where = f"{item_label} %{{customdata}}<br>{at_depth}x %{{x}} · y %{{y}}"
     if scale == "shared":
         lo, hi = zrange if zrange is not None else layer_range(array)
         payload = _shared_payload(stack, index, layout, (float(lo), float(hi)), diverging, where, value_label)

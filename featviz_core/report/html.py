@@ -40,7 +40,10 @@ from ..cam.sanity import SanityResult
 from ..layers.discovery import LayerInfo
 from ..models.loaded import LoadedModel
 
-__all__ = ["DOES_NOT_PROVE", "SHOWN_CHANNELS", "chart_specs", "plotly_js", "report_html"]
+__all__ = [
+    "DOES_NOT_PROVE", "SHOWN_CHANNELS", "Charts", "chart_specs", "escape", "footer", "html_page", "plotly_js", "report_html",
+    "section_limits", "top_table",
+]
 
 SHOWN_CHANNELS = 16
 
@@ -80,7 +83,7 @@ def plotly_js() -> str:
     return text.replace("</script", "<\\/script")
 
 
-def _e(text: object) -> str:
+def escape(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
@@ -90,7 +93,7 @@ def _png(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-class _Charts:
+class Charts:
     """Figures of one report, each a div and one Plotly.newPlot call."""
 
     def __init__(self) -> None:
@@ -103,7 +106,7 @@ class _Charts:
         spec = fig.to_json().replace("<", "\\u003c")  # no "</script>" can end the script early
         self.specs.append((div, spec))
         px = int(fig.layout.height or 480)
-        return f'<div id="{div}" class="chart" data-name="{_e(name)}" style="height:{px}px"></div>'
+        return f'<div id="{div}" class="chart" data-name="{escape(name)}" style="height:{px}px"></div>'
 
     def script(self) -> str:
         calls = "\n".join(
@@ -129,27 +132,27 @@ def _row(left: str, right: str) -> str:
     return f'<div class="row"><div>{left}</div><div>{right}</div></div>'
 
 
-def _top_table(top_k: Sequence[tuple[str, float]]) -> str:
+def top_table(top_k: Sequence[tuple[str, float]]) -> str:
     rows = "".join(
-        f'<tr><td>{_e(name)}</td><td style="width:320px"><span class="bar" style="width:{max(p, 0) * 300:.1f}px">'
+        f'<tr><td>{escape(name)}</td><td style="width:320px"><span class="bar" style="width:{max(p, 0) * 300:.1f}px">'
         f"</span></td><td>{p * 100:.1f}%</td></tr>"
         for name, p in top_k
     )
     return f"<table><tr><th>class</th><th></th><th>probability</th></tr>{rows}</table>"
 
 
-def _section_cam(charts: _Charts, view: Image.Image | None, cam: CamResult | None, layer: str, note: str | None) -> str:
+def _section_cam(charts: Charts, view: Image.Image | None, cam: CamResult | None, layer: str, note: str | None) -> str:
     title = METHODS[cam.method].title if cam is not None and cam.method in METHODS else "The map"
     parts = ["<h2>Where it looks</h2>"]
     if cam is None:
-        return parts[0] + f'<p class="note">{_e(note or "Not computed.")}</p>'
+        return parts[0] + f'<p class="note">{escape(note or "Not computed.")}</p>'
     summary = METHODS[cam.method].summary if cam.method in METHODS else ""
     what = f"“{cam.class_name}”" + (
         f" (probability {cam.probability * 100:.1f}%)" if math.isfinite(cam.probability) else ""
     )
     parts.append(
-        f"<p>{_e(title)} at layer <b>{_e(layer)}</b> ({cam.shape[1]}×{cam.shape[0]} cells) for {_e(what)}, "
-        f"score {cam.score:.4g}. {_e(summary)}</p>"
+        f"<p>{escape(title)} at layer <b>{escape(layer)}</b> ({cam.shape[1]}×{cam.shape[0]} cells) for {escape(what)}, "
+        f"score {cam.score:.4g}. {escape(summary)}</p>"
     )
     peak = float(cam.cam.max())
     parts.append(_row(
@@ -164,18 +167,18 @@ def _section_cam(charts: _Charts, view: Image.Image | None, cam: CamResult | Non
     return "".join(parts)
 
 
-def _section_sanity(charts: _Charts, view: Image.Image | None, sanity: SanityResult | None, note: str | None) -> str:
+def _section_sanity(charts: Charts, view: Image.Image | None, sanity: SanityResult | None, note: str | None) -> str:
     head = "<h2>Does this depend on the model?</h2>"
     if sanity is None:
-        return head + f'<p class="note">{_e(note or "The sanity check was not run.")}</p>'
+        return head + f'<p class="note">{escape(note or "The sanity check was not run.")}</p>'
     rho = f"{sanity.spearman:.3f}" if math.isfinite(sanity.spearman) else "undefined (a map is constant)"
     layers = ", ".join(sanity.randomized_modules) or "none"
     parts = [
         head,
-        f'<div class="verdict {sanity.level}" id="verdict">{_e(sanity.verdict)}</div>',
+        f'<div class="verdict {sanity.level}" id="verdict">{escape(sanity.verdict)}</div>',
         f"<p>The same map on a copy of the model whose layers from the output down to "
-        f"<b>{_e(sanity.original.layer)}</b> were re-initialised with random weights (seed {sanity.seed}; "
-        f"layers: {_e(layers)}). Rank correlation (Spearman) <b>{rho}</b>, structural similarity (SSIM) "
+        f"<b>{escape(sanity.original.layer)}</b> were re-initialised with random weights (seed {sanity.seed}; "
+        f"layers: {escape(layers)}). Rank correlation (Spearman) <b>{rho}</b>, structural similarity (SSIM) "
         f"<b>{sanity.ssim:.3f}</b>, on both maps scaled 0–1 at {sanity.size[1]}×{sanity.size[0]} pixels. "
         "After Adebayo et al., “Sanity Checks for Saliency Maps” (NeurIPS 2018).</p>",
         _row(
@@ -206,27 +209,27 @@ def _section_view(view: Image.Image | None, model: LoadedModel) -> str:
 
 def _section_model(model: LoadedModel, top_k: Sequence[tuple[str, float]]) -> str:
     return ("<h2>The model</h2><table>"
-            f"<tr><th>name</th><td>{_e(model.name)}</td></tr>"
-            f"<tr><th>where it comes from</th><td>{_e(model.provenance)}</td></tr>"
+            f"<tr><th>name</th><td>{escape(model.name)}</td></tr>"
+            f"<tr><th>where it comes from</th><td>{escape(model.provenance)}</td></tr>"
             f"<tr><th>input</th><td>{model.input_channels} channel(s), {model.input_size[1]}×{model.input_size[0]} pixels</td></tr>"
-            f"<tr><th>identifier</th><td><code>{_e(model.key)}</code></td></tr></table>"
+            f"<tr><th>identifier</th><td><code>{escape(model.key)}</code></td></tr></table>"
             "\n<h2>The model's top 5 guesses</h2>\n"
-            + (_top_table(top_k) if top_k else
+            + (top_table(top_k) if top_k else
                '<p class="note">This model does not output class scores (it is not a classifier), so there is '
                "no list of guesses.</p>"))
 
 
-def _section_layer(charts: _Charts, layer: LayerInfo, array: np.ndarray, shown: list[int],
+def _section_layer(charts: Charts, layer: LayerInfo, array: np.ndarray, shown: list[int],
                    zrange: tuple[float, float]) -> str:
     shape = "×".join(str(s) for s in layer.shape or ())
-    return (f"<h2>Layer {_e(layer.name)} ({_e(layer.type)}, {_e(shape)}): its {len(shown)} strongest "
+    return (f"<h2>Layer {escape(layer.name)} ({escape(layer.type)}, {escape(shape)}): its {len(shown)} strongest "
             "channels</h2>\n"
             f"<p>Of {array.shape[0]} channels, the {len(shown)} with the highest average for this image, "
             "strongest first. One colour scale for the whole layer; hover for exact values.</p>\n"
             + charts.add(figures.mosaic_figure(array, shown, zrange=zrange, labels=True), "mosaic"))
 
 
-def _section_channel(charts: _Charts, view: Image.Image | None, array: np.ndarray, chosen: int,
+def _section_channel(charts: Charts, view: Image.Image | None, array: np.ndarray, chosen: int,
                      zrange: tuple[float, float]) -> str:
     summary = stats.summary(array[chosen])
     detail = charts.add(figures.channel_figure(
@@ -235,28 +238,28 @@ def _section_channel(charts: _Charts, view: Image.Image | None, array: np.ndarra
     overlay = "" if view is None else charts.add(figures.overlay_figure(
         view, array[chosen], opacity=0.8, title="Over the image (in grey)",
         colorbar_title="activation (this channel's range)", height=420), "channel-overlay")
-    return (f"<h2>Channel {chosen} in detail</h2><p>" + " · ".join(f"{_e(k)} {v:.4g}" for k, v in summary.items())
+    return (f"<h2>Channel {chosen} in detail</h2><p>" + " · ".join(f"{escape(k)} {v:.4g}" for k, v in summary.items())
             + "</p>\n" + _row(detail, overlay))
 
 
-def _section_limits() -> str:
+def section_limits() -> str:
     return ("<h2>What these maps do not prove</h2><ul>"
-            + "".join(f"<li>{_e(line)}</li>" for line in DOES_NOT_PROVE) + "</ul>")
+            + "".join(f"<li>{escape(line)}</li>" for line in DOES_NOT_PROVE) + "</ul>")
 
 
-def _footer(version: str, created: datetime) -> str:
-    return (f"<footer>Made with featviz {_e(version)} on {_e(created.isoformat(timespec='seconds'))}. "
-            f"Charts by plotly.js {_e(plotly_version())}, embedded: this file opens offline and makes no "
+def footer(version: str, created: datetime) -> str:
+    return (f"<footer>Made with featviz {escape(version)} on {escape(created.isoformat(timespec='seconds'))}. "
+            f"Charts by plotly.js {escape(plotly_version())}, embedded: this file opens offline and makes no "
             "request to any host.</footer>")
 
 
-def _page(title: str, body: list[str], charts: _Charts) -> bytes:
+def html_page(title: str, body: list[str], charts: Charts) -> bytes:
     """The whole file: plotly.js once, the sections, then the script that draws every chart."""
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style>"
+        f"<title>{escape(title)}</title><style>{_CSS}</style>"
         f"<script>{plotly_js()}</script></head><body>"
         + "\n".join(body)
         + charts.script()
@@ -295,22 +298,22 @@ def report_html(
     shown = [int(c) for c in stats.order_channels(stats.channel_stats(array), "mean")[:SHOWN_CHANNELS]]
     chosen = int(channel) if channel is not None and 0 <= int(channel) < array.shape[0] else shown[0]
     zrange = figures.layer_range(array)
-    charts = _Charts()
-    picture = _e(image_name) if view is not None and image_name else "your image"
+    charts = Charts()
+    picture = escape(image_name) if view is not None and image_name else "your image"
     title = f"featviz report · {model.name} · layer {layer.name}"
     body = [
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="sub">{picture} · {_e(created.strftime("%Y-%m-%d %H:%M %Z").strip())}</p>',
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="sub">{picture} · {escape(created.strftime("%Y-%m-%d %H:%M %Z").strip())}</p>',
         _section_view(view, model),
         _section_model(model, top_k),
         _section_layer(charts, layer, array, shown, zrange),
         _section_channel(charts, view, array, chosen, zrange),
         _section_cam(charts, view, cam, cam.layer if cam is not None else "", cam_note),
         _section_sanity(charts, view, sanity, sanity_note),
-        _section_limits(),
-        _footer(version, created),
+        section_limits(),
+        footer(version, created),
     ]
-    return _page(title, body, charts)
+    return html_page(title, body, charts)
 
 
 @lru_cache(maxsize=1)
