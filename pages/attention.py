@@ -38,10 +38,9 @@ METHODS = {"cls": "Class token, per head", "rollout": "Rollout through the block
 def _no_attention(selection: Selection) -> None:
     st.info(
         f"featviz finds no attention from a class token to image patches that it can read in {selection.model.name}, "
-        "so there is nothing to show here. Attention maps are drawn for timm's vision transformers: in the sidebar "
-        "choose **ImageNet model → timm** and a ViT, DeiT, EVA or DINOv2 model, or upload such a checkpoint. The "
-        "attention of Hugging Face transformers models is not read yet; their token maps are on *Feature maps*. "
-        "*Where it looks* explains any model.",
+        "so there is nothing to show here. Attention maps are drawn for vision transformers with a class token: in "
+        "the sidebar choose **ImageNet model → timm** and a ViT, DeiT, EVA or DINOv2 model, a **Hugging Face** ViT, "
+        "DeiT or DINOv2 model, or upload such a checkpoint. *Where it looks* explains any model.",
         icon=":material/info:",
     )
 
