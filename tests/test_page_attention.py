@@ -81,6 +81,14 @@ def test_a_hugging_face_vit_gets_the_same_view(make_app, tmp_path, monkeypatch) 
                    for r in range(0, tiles.shape[0] - 5) for c in range(0, tiles.shape[1] - 5))
     assert any("class token" in c.value and "6×6 patches" in c.value and "block 3 of 3" in c.value
                for c in at.caption)
+    mean = expected.mean  # the overlay's colours span the map's own range, and the caption says so
+    heatmap = next(t for t in overlay["data"] if t["type"] == "heatmap")
+    assert (heatmap["zmin"], heatmap["zmax"]) == pytest.approx((float(mean.min()), float(mean.max())), rel=1e-5)
+    spread = next(c.value for c in at.caption if "own range" in c.value)
+    assert f"{float(mean.min()):.4g} to {float(mean.max()):.4g}" in spread
+    assert f"{float(mean.sum()) / 36:.4g} to every patch" in spread
+    uniform = float(mean.max() - mean.min()) < 0.5 * float(mean.sum()) / 36
+    assert ("nearly uniform" in spread) == uniform
 
     at.select_slider(key="attn_block").set_value("vit.layers.1").run()
     at.segmented_control(key="attn_method").set_value("rollout").run()
