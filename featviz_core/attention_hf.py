@@ -67,11 +67,11 @@ def _layer_name(attention_name: str) -> str:
 
 
 def hf_attention(model: LoadedModel) -> HFAttention | None:
-    """The global attention of a transformers model featviz reads exactly (see :data:`EXACT`), or None."""
+    """The global attention of a transformers model featviz reads exactly (see :data:`EXACT`; also inside a
+    wrapper module), or None."""
     module = model.module
-    if type(module).__module__.split(".")[0] != "transformers":
-        return None
-    found = [(name, m) for name, m in module.named_modules() if type(m).__name__ in EXACT and name]
+    found = [(name, m) for name, m in module.named_modules()
+             if type(m).__name__ in EXACT and type(m).__module__.startswith("transformers.") and name]
     if not found or not all(isinstance(getattr(m, p, None), nn.Linear) for _n, m in found for p in ("q_proj", "k_proj")):
         return None
     prefix = _prefix_names(module)
