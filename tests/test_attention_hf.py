@@ -5,6 +5,7 @@ model keeps its attention implementation and gives the same outputs after; Swin 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,21 @@ def test_swin_has_no_class_token_and_gets_the_sentence(tmp_path_factory, photo) 
 def test_an_unknown_block_of_a_hf_model_names_the_blocks(models, photo) -> None:
     with pytest.raises(LayerError, match=r"choose one of vit\.layers\.0 … vit\.layers\.2"):
         attention(models["vit"], photo, "vit.layers.3")
+
+
+def test_a_clip_vision_tower_built_in_code(models, photo) -> None:
+    """CLIP's vision tower (class embedding, ``self_attn`` with ``scale``), as a model built in code would give it,
+    in place of the ViT's module with the same preprocessing."""
+    torch.manual_seed(0)
+    tower = tr.CLIPVisionModel(tr.CLIPVisionConfig(**TINY)).eval()
+    tower.set_attn_implementation("eager")
+    model = dataclasses.replace(models["vit"], module=tower, name="clip-tower", key="code:clip-tower")
+    setup = attention_blocks(model)
+    assert setup is not None and setup.prefix == ("class token",) and setup.grid == (6, 6)
+    assert setup.blocks == tuple(f"encoder.layers.{i}" for i in range(3))
+    assert setup.hf_modules == tuple(f"encoder.layers.{i}.self_attn" for i in range(3))
+    own, _output = _own_attentions(model, photo)
+    np.testing.assert_allclose(attention(model, photo, setup.blocks[1]).maps, own[1][:, 0, 1:].reshape(4, 6, 6),
+                               atol=1e-6, rtol=0)
+    np.testing.assert_allclose(attention(model, photo, method="rollout").maps,
+                               _reference_rollout(own)[0, 1:].reshape(1, 6, 6), atol=1e-6, rtol=1e-5)
