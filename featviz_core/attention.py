@@ -14,7 +14,9 @@ The weights are the ones the model computes: timm's attention modules normally u
   hands them to its ``attn_drop`` (an identity in eval mode), averaged over heads at once for rollout. The flags are
   restored in ``finally``.
 
-Either way the pass stops once the last block asked for has its attention.
+Either way the pass stops once the last block asked for has its attention. Hugging Face transformers' ViT, DeiT,
+DINOv2 and CLIP towers are read the same way from their attention modules' ``q_proj`` and ``k_proj``
+(:mod:`featviz_core.attention_hf`); their blocks are the encoder layers by module name (``vit.layers.11``).
 
 What these maps do not prove: attention says where a token reads from, not what the model's decision depends on
 (Jain & Wallace, 2019); the class token's attention in the last block can be diffuse while the decision is sharp,
@@ -33,6 +35,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .attention_hf import hf_attention, hf_q_and_k
 from .errors import LayerError
 from .layers.hooks import ActivationRecorder, Tap
 from .models.loaded import LoadedModel
@@ -51,6 +54,9 @@ class AttentionSetup:
     blocks: tuple[str, ...]
     grid: tuple[int, int]
     prefix: tuple[str, ...]
+    hf_modules: tuple[str, ...] = ()
+    """For a Hugging Face model, each block's attention module (read through its ``q_proj``/``k_proj``); empty for
+    timm, whose blocks are the attention modules themselves."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,13 +111,16 @@ def _prefix_names(module: nn.Module) -> tuple[str, ...] | None:
 
 
 def attention_blocks(model: LoadedModel) -> AttentionSetup | None:
-    """The model's global attention, or None when it has none featviz can read (a CNN; Swin's and MaxViT's
-    windowed attention, which has no class token; a model run outside PyTorch)."""
+    """The model's global attention (a timm or a Hugging Face vision transformer), or None when it has none featviz
+    can read (a CNN; Swin's and MaxViT's windowed attention, which has no class token; BEiT's relative position
+    bias; a model run outside PyTorch)."""
     module = model.module
     patch_embed = getattr(module, "patch_embed", None)
     prefix = _prefix_names(module)
     if patch_embed is None or not prefix or "class token" not in prefix:
-        return None
+        hf = hf_attention(model)
+        return None if hf is None else AttentionSetup(blocks=hf.blocks, grid=hf.grid, prefix=hf.prefix,
+                                                      hf_modules=hf.modules)
     blocks = tuple(name for name, _ in _attention_modules(module))
     if not blocks:
         return None
@@ -175,8 +184,8 @@ def _reads_q_and_k(module: nn.Module) -> bool:
 
 def _no_weights(model: LoadedModel) -> LayerError:
     return LayerError(
-        f"{model.name} did not show its attention weights for this image; attention maps need a timm vision "
-        "transformer (ViT, DeiT, EVA, DINOv2, CLIP towers)."
+        f"{model.name} did not show its attention weights for this image; attention maps need a vision transformer "
+        "from timm (ViT, DeiT, EVA, DINOv2, CLIP towers) or Hugging Face transformers (ViT, DeiT, DINOv2, CLIP)."
     )
 
 
@@ -194,16 +203,11 @@ def _rollout_step(flow: torch.Tensor, q: torch.Tensor, k: torch.Tensor, scale: f
     return out
 
 
-def _read(
-    model: LoadedModel, image: Image.Image, blocks: tuple[str, ...], n_prefix: int, rollout: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The last block's attention rows of the ``n_prefix`` prefix tokens (heads, prefix, T) and, with ``rollout``,
-    the class token's flow through ``blocks`` (T,), both float64 on the CPU."""
+def _timm_q_and_k(
+    model: LoadedModel, image: Image.Image, blocks: tuple[str, ...]
+) -> list[tuple[torch.Tensor, torch.Tensor, float]] | None:
+    """timm's standard attention: each block's q and k (heads, T, d) as they leave ``q_norm`` and ``k_norm``."""
     modules = dict(model.module.named_modules())
-    if not all(_reads_q_and_k(modules[name]) for name in blocks):
-        weights = _weights(model, image, blocks)
-        last = weights[-1]
-        return last[:, :n_prefix].to(torch.float64), _rollout([*weights[:-1], last.mean(dim=0)]) if rollout else None
     taps = [Tap(f"{name}.{part}", stop=name == blocks[-1] and part == "k_norm")
             for name in blocks for part in ("q_norm", "k_norm")]
     tensor = model.preprocess(image).to(model.device)
@@ -212,7 +216,26 @@ def _read(
     pairs = [(recorder.outputs.get(f"{name}.q_norm"), recorder.outputs.get(f"{name}.k_norm")) for name in blocks]
     qk = [(q[0].to("cpu", torch.float32), k[0].to("cpu", torch.float32), float(modules[name].scale))
           for name, (q, k) in zip(blocks, pairs, strict=True) if q is not None and k is not None and q.ndim == k.ndim == 4]
-    if len(qk) != len(blocks):
+    return qk if len(qk) == len(blocks) else None
+
+
+def _read(
+    model: LoadedModel, image: Image.Image, setup: AttentionSetup, blocks: tuple[str, ...], rollout: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The last block's attention rows of the prefix tokens (heads, prefix, T) and, with ``rollout``, the class
+    token's flow through ``blocks`` (T,), both float64 on the CPU."""
+    n_prefix = len(setup.prefix)
+    if setup.hf_modules:
+        qk = hf_q_and_k(model, image, tuple(setup.hf_modules[setup.blocks.index(name)] for name in blocks))
+    else:
+        modules = dict(model.module.named_modules())
+        if not all(_reads_q_and_k(modules[name]) for name in blocks):
+            weights = _weights(model, image, blocks)
+            last = weights[-1]
+            rows = last[:, :n_prefix].to(torch.float64)
+            return rows, _rollout([*weights[:-1], last.mean(dim=0)]) if rollout else None
+        qk = _timm_q_and_k(model, image, blocks)
+    if qk is None:
         raise _no_weights(model)
     with torch.inference_mode():
         q, k, scale = qk[-1]
@@ -265,7 +288,7 @@ def attention(
                          f"{setup.blocks[-1]}.")
     upto = setup.blocks[: setup.blocks.index(name) + 1]
     n_prefix = len(setup.prefix)
-    rows, flow = _read(model, image, upto if method == "rollout" else (name,), n_prefix, method == "rollout")
+    rows, flow = _read(model, image, setup, upto if method == "rollout" else (name,), method == "rollout")
     heads_count = int(rows.shape[0])
     if head is not None and not 0 <= head < heads_count:
         raise LayerError(f"{model.name} has {heads_count} attention heads (0 to {heads_count - 1}); head {head} "

@@ -38,10 +38,9 @@ METHODS = {"cls": "Class token, per head", "rollout": "Rollout through the block
 def _no_attention(selection: Selection) -> None:
     st.info(
         f"featviz finds no attention from a class token to image patches that it can read in {selection.model.name}, "
-        "so there is nothing to show here. Attention maps are drawn for timm's vision transformers: in the sidebar "
-        "choose **ImageNet model → timm** and a ViT, DeiT, EVA or DINOv2 model, or upload such a checkpoint. The "
-        "attention of Hugging Face transformers models is not read yet; their token maps are on *Feature maps*. "
-        "*Where it looks* explains any model.",
+        "so there is nothing to show here. Attention maps are drawn for vision transformers with a class token: in "
+        "the sidebar choose **ImageNet model → timm** and a ViT, DeiT, EVA or DINOv2 model, a **Hugging Face** ViT, "
+        "DeiT or DINOv2 model, or upload such a checkpoint. *Where it looks* explains any model.",
         icon=":material/info:",
     )
 
@@ -63,9 +62,20 @@ def _choose(setup: AttentionSetup) -> tuple[str, str, float]:
             help="Per head: the class token's attention in this block. Rollout: through every block up to this one.",
         ) or "cls"
     with right:
-        state.setdefault("attn_opacity", 0.8)
+        state.setdefault("attn_opacity", 0.6)
         opacity = st.slider("Overlay strength", 0.0, 1.0, step=0.05, key="attn_opacity")
     return block, method, opacity
+
+
+def _spread(mean: np.ndarray) -> str:
+    """How the overlay's colours relate to the values: they span the map's own range, which can be narrow."""
+    low, high, even = float(mean.min()), float(mean.max()), float(mean.sum()) / mean.size
+    text = (f"Colours span this map's own range, {low:.4g} to {high:.4g} (the same total spread evenly would give "
+            f"{even:.4g} to every patch).")
+    if high - low < 0.5 * even:
+        text += " The map is nearly uniform: the class token reads about equally from every patch, so its colours " \
+                "show small differences, not a place the model singles out."
+    return text
 
 
 def _draw(selection: Selection, result: AttentionResult, opacity: float) -> None:
@@ -74,14 +84,16 @@ def _draw(selection: Selection, result: AttentionResult, opacity: float) -> None
     mean = result.mean
     title = ("Rollout: how much each patch reaches the class token" if result.method == "rollout"
              else "The class token's attention, averaged over heads")
+    low, high = float(mean.min()), float(mean.max())
     st.plotly_chart(
-        figures.overlay_figure(view, mean, opacity=opacity, colorscale="Turbo", zrange=(0.0, float(mean.max()) or 1.0),
+        figures.overlay_figure(view, mean, opacity=opacity, colorscale="Turbo", zrange=(low, high),
                                title=title, colorbar_title="attention (share)", height=460),
         width="stretch", key="attn_overlay", config=export.plotly_config(f"{base}_overlay"),
     )
     h, w = result.grid
     st.caption(f"{len(result.prefix)} token(s) before the patches ({', '.join(result.prefix)}) · {h}×{w} patches · "
                f"block {result.blocks.index(result.block) + 1} of {len(result.blocks)}")
+    st.caption(_spread(mean))
     if result.method == "cls":
         st.markdown("**Each head** (one colour scale for all heads; hover for the exact share)")
         st.plotly_chart(

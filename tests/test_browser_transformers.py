@@ -1,6 +1,6 @@
 """Vision transformers in the real app, in Chromium: a timm ViT state dict (3 classes) and a zipped Hugging Face
 ``save_pretrained`` folder uploaded as "Your checkpoint", read back to the last digit through the token map's
-hover; the Attention page's map drawn for the ViT, its values and hover equal to featviz_core.attention."""
+hover; the Attention page's map drawn for both, its values and hover equal to featviz_core.attention."""
 
 from __future__ import annotations
 
@@ -129,17 +129,17 @@ def _assert_exact_hovers(page: Any, maps: np.ndarray, count: int = 2) -> None:
         assert np.float32(float(match[4])) == maps[channel, dy, dx] != 0
 
 
-def _assert_attention_drawn(page: Any, model: LoadedModel) -> None:
+def _assert_attention_drawn(page: Any, model: LoadedModel, grid: tuple[int, int] = (14, 14)) -> None:
     """On the Attention page: the class token's attention (last block, mean of the heads) drawn over the image,
     equal to featviz_core.attention, its largest value read back through the hover."""
     expected = attention(model, _sample())
-    assert expected.grid == (14, 14)
+    assert expected.grid == grid
     go_to(page, "Attention", "Attention")
     page.wait_for_selector(OVERLAY + " g.hm image", state="attached")
-    expect(main(page).get_by_text("14×14 patches", exact=False)).to_be_visible()
+    expect(main(page).get_by_text(f"{grid[0]}×{grid[1]} patches", exact=False)).to_be_visible()
     z = np.array(page.locator(OVERLAY).evaluate(
         "(el) => Array.from(el._fullData.find(t => t.type === 'heatmap').z, r => Array.from(r))"), dtype=np.float64)
-    assert z.shape == (14, 14) and np.isfinite(z).all() and z.max() > 0
+    assert z.shape == grid and np.isfinite(z).all() and z.max() > 0
     np.testing.assert_allclose(z, expected.mean, rtol=1e-5, atol=1e-8)
     cy, cx = np.unravel_index(np.argmax(expected.mean), expected.mean.shape)
     x0, dx, y0, dy = page.locator(OVERLAY).evaluate(
@@ -169,7 +169,7 @@ def test_a_timm_vit_checkpoint_opens_on_its_token_map_with_exact_values_and_its_
     no_traceback(page)
 
 
-def test_a_zipped_hugging_face_folder_shows_its_token_map_and_class_names(
+def test_a_zipped_hugging_face_folder_shows_its_token_map_class_names_and_attention(
         page: Any, app: AppServer, hf_zip: bytes) -> None:
     model = load_hf(hf_zip, filename="tiny-hf-vit.zip")
     layer = default_layer(model)
@@ -183,4 +183,5 @@ def test_a_zipped_hugging_face_folder_shows_its_token_map_and_class_names(
     shown = sidebar(page).get_by_test_id("stProgress").all_inner_texts()
     assert {name for name in LABELS if any(name in text for text in shown)} == set(LABELS), shown
     _assert_exact_hovers(page, maps)
+    _assert_attention_drawn(page, model, grid=(8, 8))
     no_traceback(page)

@@ -199,16 +199,6 @@ def test_the_first_view_does_not_import_transformers() -> None:
     assert done.stdout.strip().splitlines()[-1] == "Demo model False"
 
 
-def test_the_attention_page_says_a_hugging_face_models_attention_is_not_read_yet(make_app, tiny_vit,
-                                                                                  hf_home) -> None:
-    place_in_cache(hf_home, "tiny/vit-attention", _files(tiny_vit))
-    at = make_app(state={"model_kind": HF, "hf_id": "tiny/vit-attention"}, page="pages/attention.py")
-    no_exception(at)
-    assert at.session_state["_selection"].model.key == "hf:tiny/vit-attention"
-    assert not at.get("plotly_chart")
-    assert any("Hugging Face transformers models is not read yet" in i.value for i in at.info)
-
-
 def test_class_names_uploaded_beside_a_zip_replace_its_labels(make_app, tiny_vit) -> None:
     data = folder_zip(tiny_vit)
     at = make_app(state={"model_kind": "Your checkpoint", "_last_ckpt": ("tiny.zip", data),
