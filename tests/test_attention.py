@@ -105,6 +105,7 @@ def test_both_ways_of_reading_the_weights_agree(vit, photo, monkeypatch) -> None
     module runs its non-fused path. Forced onto the second way, a ViT gives the same maps."""
     attention_module = importlib.import_module("featviz_core.attention")  # (the package's name is the function)
     assert attention_module._reads_q_and_k(vit.module.blocks[0].attn)
+    monkeypatch.setattr(attention_module, "_CHUNK_VALUES", 197 * 16)  # rollout in chunks of 16 queries
     fast = [attention(vit, photo, "blocks.6.attn"), attention(vit, photo, "blocks.9.attn", method="rollout")]
     monkeypatch.setattr(attention_module, "_reads_q_and_k", lambda _module: False)
     slow = [attention(vit, photo, "blocks.6.attn"), attention(vit, photo, "blocks.9.attn", method="rollout")]

@@ -18,7 +18,8 @@ def test_transformers_bench_smallest_configuration() -> None:
     assert row["map_shape"][1:] == [10, 10]  # the default token layer, reshaped onto the patch grid
     assert set(row["medians_s"]) == set(transformers.VARIANTS)
     assert all(isinstance(v, float) and v > 0 for v in row["medians_s"].values())
-    assert row["over_bare"]["preprocess+forward"] == 1.0
+    assert row["over_bare"]["preprocess+forward"] == 1.0 and row["cpu_over_bare"]["preprocess+forward"] == 1.0
+    assert all(row["cpu_timings"][name]["n"] == 1 for name in transformers.VARIANTS)
     assert set(row["pass"]) == {"extract", "attention cls", "attention rollout"}
     assert all(isinstance(v, bool) for v in row["pass"].values())
     text = "\n".join(transformers.markdown(result, _ms, _x))
