@@ -99,6 +99,12 @@ def _video() -> tuple[LoadedModel | None, ModelSpec]:
     )
     pretrained = _pretrained_toggle("Pretrained Kinetics-400 weights")
     st.caption("A 3-D model: see it on **Volumes and clips** with a video or a scan.")
+    return _open_torchvision(arch, pretrained)
+
+
+def _open_torchvision(arch: str, pretrained: bool, auto: bool = False) -> tuple[LoadedModel | None, ModelSpec]:
+    """Build ``arch`` (random weights) or load its weights, downloading them behind the button (or at once when
+    ``auto``); (None, spec) while they are not on this machine."""
     spec = ModelSpec(ModelSource.TORCHVISION, arch, pretrained)
     if not pretrained:
         with guard("building the model"), cache.model_spinner(f"Building {arch}…", spec):
@@ -106,7 +112,7 @@ def _video() -> tuple[LoadedModel | None, ModelSpec]:
     info = architecture_info(arch)
     size = f"{info.download_mb:.0f} MB" if info.download_mb else "a file"
     if not weights_gate(arch, size, weights_are_cached(arch), lambda p: download_weights(arch, progress=p),
-                         "download.pytorch.org"):
+                        "download.pytorch.org", auto=auto):
         return None, spec
     with guard("loading the model"), cache.model_spinner(f"Loading {arch}…", spec):
         return cache.prepared(cache.torchvision_model(arch, True)), spec
@@ -127,21 +133,10 @@ def _torchvision() -> tuple[LoadedModel | None, ModelSpec]:
         help="Any convolutional network from torchvision. Type to search (e.g. “resnet”, “efficient”).",
     )
     pretrained = _pretrained_toggle()
-    spec = ModelSpec(ModelSource.TORCHVISION, arch, pretrained)
-    if not pretrained:
-        with guard("building the model"), cache.model_spinner(f"Building {arch}…", spec):
-            return cache.prepared(cache.torchvision_model(arch, False)), spec
-    info = architecture_info(arch)
-    size = f"{info.download_mb:.0f} MB" if info.download_mb else "a file"
-    auto = auto_download() and arch == DEFAULT_ARCH and not state.get("_auto_tried")
+    auto = pretrained and auto_download() and arch == DEFAULT_ARCH and not state.get("_auto_tried")
     if auto:
         state["_auto_tried"] = True
-    if not weights_gate(arch, size, weights_are_cached(arch), lambda p: download_weights(arch, progress=p),
-                         "download.pytorch.org", auto=auto):
-        return None, spec
-    with guard("loading the model"), cache.model_spinner(f"Loading {arch}…", spec):
-        return cache.prepared(cache.torchvision_model(arch, True)), spec
-    return None, spec  # pragma: no cover - guard stops the script
+    return _open_torchvision(arch, pretrained, auto)
 
 
 def _timm() -> tuple[LoadedModel | None, ModelSpec]:
