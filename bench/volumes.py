@@ -35,7 +35,7 @@ import torch
 
 from featviz_core import default_cam_layer, default_layer, extract, figures, list_layers
 from featviz_core.cam import cam as compute_cam
-from featviz_core.cam import upsample
+from featviz_core.cam import upsample_plane
 from featviz_core.images import PLANES, Volume, load_volume, phantom_volume
 from featviz_core.models import LoadedModel, Preprocessing
 from featviz_core.models.sources import load_from_code
@@ -186,15 +186,19 @@ def slice_move(
     built.append(figures.mosaic_figure(np.ascontiguousarray(maps[:, z]), scale="shared", height=420))
     t["maps_s"] = clock() - mark
     mark = clock()
-    heat = upsample(result.normalized, volume.shape3d)
-    cams = Volume(array=heat, spacing=volume.spacing, kind="volume", modality=None, window=None, description="")
+    overlays = {}
+    for axis, plane in enumerate(PLANES):  # Grad-CAM stretched over the scan at the planes on screen only
+        heat = upsample_plane(result.normalized, volume.shape3d, axis, indices[plane])
+        one = Volume(array=np.expand_dims(heat, axis), spacing=volume.spacing, kind="volume", modality=None,
+                     window=None, description="")
+        overlays[plane] = one.slice(plane, 0)
     t["cam_upsample_s"] = clock() - mark
     mark = clock()
     for plane in PLANES:
         index = indices[plane]
         built.append(figures.plane_figure(
             volume.slice(plane, index), volume.slice_spacing(plane), plane=plane, index=index, window=window,
-            units=volume.units, overlay=cams.slice(plane, index), sides=figures.ORIENTATION[plane],
+            units=volume.units, overlay=overlays[plane], sides=figures.ORIENTATION[plane],
             title=f"{plane} · slice {index}", height=360, showscale=plane == "sagittal",
         ))
     t["cam_planes_s"] = clock() - mark

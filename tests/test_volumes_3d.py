@@ -12,7 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from featviz_core import InputKindError, extract, list_layers, load_demo, load_demo_volume, load_torchvision
+from featviz_core import (
+    FeatvizError,
+    InputKindError,
+    extract,
+    list_layers,
+    load_demo,
+    load_demo_volume,
+    load_torchvision,
+)
 from featviz_core.cam import CamError, cam, default_cam_layer, sanity_check, upsample
 from featviz_core.cam.methods import METHODS, GradCAM
 from featviz_core.demo.volume_net import VOLUME_CLASSES, VOLUME_MEAN, VOLUME_STD
@@ -302,3 +310,18 @@ def test_a_3d_model_given_a_picture_says_what_to_pick(demo3d) -> None:
     ):
         with pytest.raises(InputKindError, match=r"looks at 3-D scans and clips, not at single pictures: .*2-D"):
             call()
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_one_plane_of_a_stretched_map_equals_that_plane_of_the_whole_stretched_volume(axis: int) -> None:
+    from featviz_core.cam import upsample, upsample_plane
+
+    rng = np.random.default_rng(axis)
+    small = rng.random((4, 5, 3)).astype(np.float32)
+    size = (37, 23, 30)
+    whole = upsample(small, size)
+    for index in (0, 1, size[axis] // 2, size[axis] - 1):
+        plane = upsample_plane(small, size, axis, index)
+        np.testing.assert_allclose(plane, np.take(whole, index, axis=axis), rtol=0, atol=2e-6)
+    with pytest.raises(FeatvizError):
+        upsample_plane(small, size, axis, size[axis])

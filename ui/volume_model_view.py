@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from featviz_core import default_cam_layer, default_layer, figures, list_layers
-from featviz_core.cam import CamResult, upsample
+from featviz_core.cam import CamResult, upsample_plane
 from featviz_core.images import PLANES, Volume
 from featviz_core.models import LoadedModel
 from featviz_core.report.volume import depth_index
@@ -79,12 +79,11 @@ def model_view(volume_key: str, volume: Volume, indices: dict[str, int],
     if found is None:
         return
     model, layer, maps, result = found
-    cams = _cam_volume(result, volume)
     window = window or volume.window or (float(np.median(volume.array)), float(np.ptp(volume.array)) or 1.0)
     for column, plane in zip(st.columns(3), PLANES, strict=True):
         index = indices[plane]
         fig = figures.plane_figure(volume.slice(plane, index), volume.slice_spacing(plane), plane=plane, index=index,
-                                   window=window, units=volume.units, overlay=cams.slice(plane, index),
+                                   window=window, units=volume.units, overlay=_cam_slice(result, volume, plane, index),
                                    sides=figures.ORIENTATION[plane], title=f"{TITLES[plane]} · slice {index}",
                                    height=360, showscale=plane == "sagittal")
         fig.data[0].name = f"{plane} scan"
@@ -92,9 +91,13 @@ def model_view(volume_key: str, volume: Volume, indices: dict[str, int],
     report_button(volume_key, volume, model, layer, maps, result, indices, window)
 
 
-def _cam_volume(result: CamResult, volume: Volume) -> Volume:
-    heat = upsample(result.normalized, volume.shape3d)
-    return Volume(array=heat, spacing=volume.spacing, kind=volume.kind, modality=None, window=None, description="")
+def _cam_slice(result: CamResult, volume: Volume, plane: str, index: int) -> np.ndarray:
+    """Grad-CAM stretched over the scan, only at the plane on screen (as ``volume.slice`` shows it)."""
+    axis = PLANES.index(plane)
+    heat = upsample_plane(result.normalized, volume.shape3d, axis, index)
+    one = Volume(array=np.expand_dims(heat, axis), spacing=volume.spacing, kind=volume.kind, modality=None,
+                 window=None, description="")
+    return one.slice(plane, 0)
 
 
 def clip_model_view(volume_key: str, volume: Volume, frame: int, window: tuple[float, float] | None) -> None:
@@ -108,6 +111,6 @@ def clip_model_view(volume_key: str, volume: Volume, frame: int, window: tuple[f
         picture = picture.mean(axis=-1)
     window = window or ((float(picture.max()) + float(picture.min())) / 2, float(np.ptp(picture)) or 1.0)
     fig = figures.plane_figure(picture, plane="frame", index=frame, window=window, units=volume.units,
-                               overlay=_cam_volume(found[3], volume).slice("axial", frame),
+                               overlay=_cam_slice(found[3], volume, "axial", frame),
                                title=f"Frame {frame}, with Grad-CAM", height=420, showscale=True)
     st.plotly_chart(fig, width="stretch", key="volume_cam_frame", config={"displaylogo": False})

@@ -14,7 +14,7 @@ import types
 from typing import Any
 
 from .api import cam, default_cam_layer, gradcam
-from .base import CamMethod, CamResult, Progress, auto_batch, upsample
+from .base import CamMethod, CamResult, Progress, auto_batch, upsample, upsample_plane
 from .methods import CAM_METHODS, METHODS, method_class
 from .sanity import SanityResult, sanity_check
 from .targets import (
@@ -48,6 +48,7 @@ __all__ = [
     "sanity_check",
     "target_scores",
     "upsample",
+    "upsample_plane",
 ]
 
 
