@@ -130,3 +130,16 @@ def test_an_uploaded_r3d18_checkpoint_is_the_volumes_pages_3d_model(make_app) ->
     assert not at.error
     assert any(c.value == "The model chosen in the sidebar, r3d_18." for c in at.caption)
     assert [f for f in plotly_figures(at) if any(t.get("name") == "axial Grad-CAM" for t in f["data"])]
+
+
+def test_an_uploaded_3d_onnx_file_is_the_volumes_pages_3d_model(make_app) -> None:
+    from tests.test_sources_onnx_volume import export_3d, small_3d_cnn
+
+    at = make_app(state={"model_kind": "ONNX file"}, page=PAGE)
+    at.file_uploader(key="onnx_file").upload("cnn3d.onnx", export_3d(small_3d_cnn()), "application/octet-stream").run()
+    no_exception(at)
+    model = at.session_state["_selection"].model
+    assert model.source == "onnx" and model.is_volumetric and model.input_shape == (1, 8, 16, 20)
+    assert not at.error
+    assert any(c.value == "The model chosen in the sidebar, cnn3d." for c in at.caption)
+    assert [f for f in plotly_figures(at) if any(t.get("name") == "axial Grad-CAM" for t in f["data"])]
