@@ -142,4 +142,5 @@ def test_an_uploaded_3d_onnx_file_is_the_volumes_pages_3d_model(make_app) -> Non
     assert model.source == "onnx" and model.is_volumetric and model.input_shape == (1, 8, 16, 20)
     assert not at.error
     assert any(c.value == "The model chosen in the sidebar, cnn3d." for c in at.caption)
+    assert any("A 3-D model (5-D input)" in c.value for c in at.sidebar.caption)
     assert [f for f in plotly_figures(at) if any(t.get("name") == "axial Grad-CAM" for t in f["data"])]
