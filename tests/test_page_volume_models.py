@@ -108,3 +108,39 @@ def test_a_clip_goes_through_the_3d_model_frame_by_frame(make_app) -> None:
     expected = upsample(cam(model, clip, default_cam_layer(model)).normalized, clip.shape3d)[7]
     np.testing.assert_allclose(decode_array(overlay["z"]), expected, atol=1e-5)
     assert "frame 7" in overlay["hovertemplate"]
+
+
+def test_an_uploaded_r3d18_checkpoint_is_the_volumes_pages_3d_model(make_app) -> None:
+    import io
+
+    import torch
+    import torchvision
+
+    torch.manual_seed(2)
+    module = torchvision.models.video.r3d_18(weights=None, num_classes=5).eval()
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    at = make_app(state={"model_kind": "Your checkpoint"}, page=PAGE)
+    assert {"r3d_18", "mc3_18", "r2plus1d_18", "s3d"} <= set(at.selectbox(key="ckpt_arch").options)
+    at.file_uploader(key="ckpt_file").upload("fine-tuned.pt", buffer.getvalue(), "application/octet-stream").run()
+    no_exception(at)
+    model = at.session_state["_selection"].model
+    assert model.source == "checkpoint" and model.name == "r3d_18" and model.is_volumetric
+    assert "detected architecture r3d_18 (5 classes" in model.provenance
+    assert not at.error
+    assert any(c.value == "The model chosen in the sidebar, r3d_18." for c in at.caption)
+    assert [f for f in plotly_figures(at) if any(t.get("name") == "axial Grad-CAM" for t in f["data"])]
+
+
+def test_an_uploaded_3d_onnx_file_is_the_volumes_pages_3d_model(make_app) -> None:
+    from tests.test_sources_onnx_volume import export_3d, small_3d_cnn
+
+    at = make_app(state={"model_kind": "ONNX file"}, page=PAGE)
+    at.file_uploader(key="onnx_file").upload("cnn3d.onnx", export_3d(small_3d_cnn()), "application/octet-stream").run()
+    no_exception(at)
+    model = at.session_state["_selection"].model
+    assert model.source == "onnx" and model.is_volumetric and model.input_shape == (1, 8, 16, 20)
+    assert not at.error
+    assert any(c.value == "The model chosen in the sidebar, cnn3d." for c in at.caption)
+    assert any("A 3-D model (5-D input)" in c.value for c in at.sidebar.caption)
+    assert [f for f in plotly_figures(at) if any(t.get("name") == "axial Grad-CAM" for t in f["data"])]

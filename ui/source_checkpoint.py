@@ -12,7 +12,7 @@ import streamlit as st
 from featviz_core import FeatvizError, LoadedModel
 from featviz_core.images import image_digest
 from featviz_core.models import ModelSource, ModelSpec, parse_class_names
-from featviz_core.models.sources import classification_models
+from featviz_core.models.sources.detect import checkpoint_architectures
 from featviz_core.models.sources.timm_catalog import architectures as timm_architectures
 
 from . import cache, keys
@@ -27,7 +27,7 @@ SPEC = ModelSpec(ModelSource.CHECKPOINT)  # a link never holds the file: "checkp
 def arch_choices() -> tuple[str, ...]:
     """The architecture menu: automatic, torchvision's names, then timm's (as their spec, ``timm:name``)."""
     timm_names = sorted(str(ModelSpec(ModelSource.TIMM, arch.name)) for arch in timm_architectures(maps_only=True))
-    return (AUTO_ARCH, *classification_models(), *timm_names)
+    return (AUTO_ARCH, *checkpoint_architectures(), *timm_names)
 
 
 def _arch_label(choice: str) -> str:

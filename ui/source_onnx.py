@@ -86,6 +86,11 @@ def _section() -> LoadedModel | None:
             "This ONNX file could not be opened. Export the model again as one .onnx file and upload it."
         )
         return None
+    if model.is_volumetric:
+        st.caption(
+            "A 3-D model (5-D input): scans and clips go in windowed to 0..1, then the scaling above — "
+            "“ImageNet mean/std” leaves them at 0..1, as colour statistics mean nothing for a scan."
+        )
     if not model.supports_gradients:
         st.caption("⚠️ " + NO_GRADIENTS)
     return model

@@ -2,7 +2,8 @@
 
 PyTorch checkpoints (read with ``torch.load(..., weights_only=True)`` only) and safetensors files (read
 with ``safetensors.torch.load``, which holds no code) of a torchvision or timm architecture, possibly
-fine-tuned to another number of classes or to grey (1-channel) input. Given no architecture, it is
+fine-tuned to another number of classes or to grey (1-channel) input. A torchvision video classifier's weights
+(``r3d_18``, ``mc3_18``, ``r2plus1d_18``, ``s3d``) open as a 3-D model, fed as torchvision feeds it. Given no architecture, it is
 detected from the file's keys and shapes (:mod:`featviz_core.models.sources.detect`), helped by what the file
 says about itself (timm's ``arch`` entry, a safetensors ``__metadata__`` name) and its file name.
 """
@@ -24,9 +25,10 @@ from torch import nn
 from ...errors import ModelLoadError
 from ..keys import bytes_digest, model_key, names_digest
 from ..loaded import LoadedModel, ModelSource, view_transform
-from .detect import Arch, Fit, build, detect, fit_for, parse_arch, signature
+from ..volume_input import VideoPreprocessing, no_picture, no_view
+from .detect import Arch, Fit, build, checkpoint_architectures, detect, fit_for, parse_arch, signature
 from .state_dicts import SAVE_HINT, WeightFile, is_counter, read_weights
-from .torchvision import classification_models, is_convolutional
+from .torchvision import VIDEO_FRAMES, is_convolutional, video_models
 
 __all__ = ["load_checkpoint"]
 
@@ -77,7 +79,8 @@ def _hints(weights: WeightFile) -> list[Arch]:
     hints = [a for a in (parse_arch(name) for name in weights.arch_names) if a is not None]
     lower = weights.filename.lower()
     hints.extend(
-        Arch("torchvision", n) for n in sorted((n for n in classification_models() if n in lower), key=len, reverse=True)
+        Arch("torchvision", n)
+        for n in sorted((n for n in checkpoint_architectures() if n in lower), key=len, reverse=True)
     )
     try:
         import timm
@@ -115,6 +118,7 @@ def _load_checkpoint(
                 "classes. Give one class name per line, in the order of the model's outputs."
             )
     module = instantiate(fit)
+    is_video = fit.arch.library == "torchvision" and fit.arch.name in video_models()
     transform, view, input_size = _preprocessing(fit.arch, module, fit.in_channels)
     if categories is None and fit.arch.library == "timm" and fit.num_classes >= 1000:
         from .timm import timm_categories
@@ -129,11 +133,13 @@ def _load_checkpoint(
         categories=categories,
         input_channels=fit.in_channels,
         input_size=input_size,
-        transform=transform,
+        transform=no_picture if is_video else transform,
         view=view,
         source=ModelSource.CHECKPOINT,
         provenance=_provenance(fit, chosen is None, weights, categories is not None),
         weights=None,
+        input_depth=VIDEO_FRAMES if is_video else None,
+        volume_transform=VideoPreprocessing(transform, VIDEO_FRAMES, fit.in_channels) if is_video else None,
     )
 
 
@@ -148,15 +154,18 @@ def _preprocessing(
     transforms = torchvision.models.get_model_weights(arch.name).DEFAULT.transforms()
     crop = list(transforms.crop_size)
     resize = list(transforms.resize_size) if transforms.resize_size is not None else None
+    video = arch.name in video_models()  # VideoClassification: (T, C, H, W) clips, sizes as pairs
     if in_channels == 1:
         transforms = type(transforms)(
-            crop_size=crop[0],
-            resize_size=resize[0] if resize else crop[0],
+            crop_size=tuple(crop) if video else crop[0],
+            resize_size=tuple(resize or crop) if video else resize[0] if resize else crop[0],
             mean=(statistics.fmean(transforms.mean),),
             std=(statistics.fmean(transforms.std),),
             interpolation=transforms.interpolation,
-            antialias=transforms.antialias,
+            **({} if video else {"antialias": transforms.antialias}),
         )
+    if video:  # a 3-D model: LoadedModel.volume_transform feeds it (VideoPreprocessing), pictures are refused
+        return transforms, no_view, (crop[0], crop[-1])
     view = view_transform(resize, crop, transforms.interpolation)
     return transforms, view, (crop[0], crop[-1])
 
@@ -176,6 +185,8 @@ def _provenance(fit: Fit, detected: bool, weights: WeightFile, named: bool) -> s
         text += "; input scaled as for torchvision's pretrained weights (transform_input=True)"
     if fit.arch.library == "torchvision" and not is_convolutional(fit.arch.name):
         text += "; a transformer: only its convolutional stem gives channel maps"
+    if fit.arch.library == "torchvision" and fit.arch.name in video_models():
+        text += f"; a 3-D model: {VIDEO_FRAMES} frames of a clip or slices of a scan (Volumes and clips page)"
     if detected and fit.alternatives:
         others = ", ".join(str(a) for a in fit.alternatives[:3])
         text += f"; the weights also fit {others} — choose it in the menu if that is what you trained"

@@ -27,9 +27,9 @@ from torch import nn
 from ...errors import ModelLoadError
 from .meta import MetaAllocations, fingerprint
 from .state_dicts import Variant, is_counter
-from .torchvision import classification_models
+from .torchvision import classification_models, video_models
 
-__all__ = ["Arch", "Fit", "build", "detect", "fit_for", "parse_arch", "signature"]
+__all__ = ["Arch", "Fit", "build", "checkpoint_architectures", "detect", "fit_for", "parse_arch", "signature"]
 
 _log = logging.getLogger(__name__)
 
@@ -54,6 +54,13 @@ class Arch:
         return self.label
 
 
+@functools.lru_cache(maxsize=1)
+def checkpoint_architectures() -> tuple[str, ...]:
+    """torchvision's architectures a checkpoint may hold: the classifiers of pictures, then the video
+    classifiers (``r3d_18``, ``mc3_18``, ``r2plus1d_18``, ``s3d``), which open as 3-D models."""
+    return (*classification_models(), *video_models())
+
+
 def _timm_names() -> frozenset[str]:
     try:
         import timm
@@ -73,7 +80,7 @@ def parse_arch(name: str) -> Arch | None:
     for prefix in ("torchvision:", "tv:"):
         if text.lower().startswith(prefix):
             library, text = "torchvision", text[len(prefix) :]
-    if library != "timm" and text in classification_models():
+    if library != "timm" and text in checkpoint_architectures():
         return Arch("torchvision", text)
     arch = text.split(".")[0]
     if library != "torchvision" and arch in _timm_names():
@@ -122,9 +129,9 @@ def _replace_first_conv(module: nn.Module, name: str, in_channels: int) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = module.get_submodule(parent_name) if parent_name else module
     old = getattr(parent, child)
-    if not isinstance(old, nn.Conv2d) or old.groups != 1:
+    if not isinstance(old, nn.Conv2d | nn.Conv3d) or old.groups != 1:
         raise ModelLoadError(f"The first convolution of this architecture cannot take {in_channels} inputs.")
-    new = nn.Conv2d(
+    new = type(old)(
         in_channels,
         old.out_channels,
         old.kernel_size,  # type: ignore[arg-type]
@@ -175,7 +182,7 @@ def signature(arch: Arch) -> Signature | None:
         _log.debug("cannot probe %s on the meta device", arch, exc_info=True)
         return None
     shapes = {k: tuple(t.shape) for k, t in module.state_dict().items() if not is_counter(k)}
-    first_conv = next((n for n, m in module.named_modules() if isinstance(m, nn.Conv2d)), None)
+    first_conv = next((n for n, m in module.named_modules() if isinstance(m, nn.Conv2d | nn.Conv3d)), None)
     aux_prefixes = _AUX_PREFIXES.get(arch.name, ()) if arch.library == "torchvision" else ()
     return Signature(
         arch=arch,
@@ -190,21 +197,21 @@ def signature(arch: Arch) -> Signature | None:
 def _torchvision_families() -> dict[str, tuple[str, ...]]:
     """Architectures grouped by the torchvision module that defines them (resnet, efficientnet ...)."""
     groups: dict[str, list[str]] = {}
-    for name in classification_models():
+    for name in checkpoint_architectures():
         family = torchvision.models.get_model_builder(name).__module__
         groups.setdefault(family, []).append(name)
     return {family: tuple(names) for family, names in groups.items()}
 
 
 TORCHVISION_INDEX = Path(__file__).with_name("torchvision_fingerprints.json")
-"""Every torchvision architecture's key fingerprints, for the torchvision version named in the file; made by
-``python -m featviz_core.models.sources.detect`` (building all 80 on the meta device takes 10–20 s on 2 cores)."""
+"""Every torchvision architecture's key fingerprints (video classifiers included), for the torchvision version named in the file; made by
+``python -m featviz_core.models.sources.detect`` (building all 84 on the meta device takes 10–20 s on 2 cores)."""
 
 
 def torchvision_fingerprints() -> dict[str, list[str]]:
     """Architecture -> fingerprints of its keys with and without auxiliary classifiers (slow: builds all)."""
     found = {}
-    for name in classification_models():
+    for name in checkpoint_architectures():
         sig = signature(Arch("torchvision", name))
         if sig is not None:
             found[name] = sorted({fingerprint(sig.keys), fingerprint(sig.keys_without_aux)})
@@ -294,7 +301,7 @@ def compare(sig: Signature, variant: Variant) -> Fit:
         if not same:
             mismatched.append((key, have, want))
     in_channels = 3
-    if first_conv_key in state and state[first_conv_key].ndim == 4:
+    if first_conv_key in state and state[first_conv_key].ndim in (4, 5):
         in_channels = int(state[first_conv_key].shape[1])
     return Fit(
         sig.arch,

@@ -36,6 +36,7 @@ from ..loaded import (
     Normalizer,
     standard_preprocessing,
 )
+from ..volume_input import no_picture, no_view
 from .onnx_file import (
     FLOAT_TYPES,
     MAX_ONNX_BYTES,
@@ -49,6 +50,7 @@ from .onnx_file import (
 )
 from .onnx_runtime import OnnxRuntimeModule, OrtRunner
 from .onnx_torch import UnsupportedOp, convert, display_type, image_nodes, module_names
+from .onnx_volume import volume_normalizer, volume_preprocessing, volume_provenance
 
 __all__ = [
     "MAX_ONNX_BYTES",
@@ -97,7 +99,7 @@ def _infer(model: ModelProto, info: OnnxInfo, size: tuple[int, int]) -> tuple[di
     saved = [onnx.TensorShapeProto.Dimension() for _ in dims]
     for kept, dim in zip(saved, dims, strict=True):
         kept.CopyFrom(dim)
-    fixed = [1, info.channels, *size] if info.layout == "NCHW" else [1, *size, info.channels]
+    fixed = info.feed_shape(size)
     try:
         for dim, length in zip(dims, fixed, strict=True):
             dim.dim_value = length
@@ -120,7 +122,7 @@ def _infer(model: ModelProto, info: OnnxInfo, size: tuple[int, int]) -> tuple[di
                 ranks[entry.name] = len(tensor.shape.dim)
     for initializer in graph.initializer:
         ranks[initializer.name] = len(initializer.dims)
-    ranks[info.input_name] = 4
+    ranks[info.input_name] = len(fixed)
     return ranks, types
 
 
@@ -143,7 +145,7 @@ def _relative(actual: Any, expected: Any) -> float:
 
 @dataclass
 class _Reference:
-    tensor: torch.Tensor  # the (1, C, H, W) input fed to both
+    tensor: torch.Tensor  # the (1, C, H, W) input fed to both ((1, C, D, H, W) for a 3-D model)
     values: dict[str, Any]  # onnxruntime's outputs: the graph's and every conv's
     convs: list[tuple[str, str]]  # (module name, ONNX value name) of each convolution
 
@@ -152,7 +154,8 @@ def _reference(
     model: ModelProto, runner: OrtRunner, info: OnnxInfo, size: tuple[int, int], normalize: Any, name: str
 ) -> _Reference:
     generator = torch.Generator().manual_seed(0)
-    tensor = normalize(torch.rand((1, info.channels, *size), generator=generator))
+    shape = info.feed_shape(size) if info.layout == "NCDHW" else [1, info.channels, *size]
+    tensor = normalize(torch.rand(shape, generator=generator))
     names = module_names(model.graph.node)
     flags = image_nodes(model.graph, info.input_name)
     convs = [
@@ -253,7 +256,8 @@ def load_onnx(
     check(model, name)
     info = inspect(model, name)
     size = _size(info, input_size)
-    normalize = Normalizer(normalization, info.channels)
+    volume = volume_preprocessing(info, size, normalization) if info.layout == "NCDHW" else None
+    normalize = Normalizer(normalization, info.channels) if volume is None else volume_normalizer(volume)
     if categories is not None:
         categories = [str(c) for c in categories]
     ranks, types = _infer(model, info, size)
@@ -276,12 +280,21 @@ def load_onnx(
         why = "the conversion to PyTorch failed"
     gradients = module is not None
     provenance = _provenance(
-        name, info, size, normalization, difference if gradients else why, len(reference.convs), categories
+        name, info, size, normalization, difference if gradients else why, len(reference.convs), categories,
+        volume_provenance(info, volume, normalization) if volume is not None else None,
     )
     if module is None:
         module = _runtime_module(model, runner, info, ranks)
     names = () if categories is None else (names_digest(categories),)
-    key = model_key(ModelSource.ONNX, bytes_digest(data), f"{size[0]}x{size[1]}", normalization, *names)
+    sized = f"{size[0]}x{size[1]}" if volume is None else "x".join(map(str, volume.size))
+    key = model_key(ModelSource.ONNX, bytes_digest(data), sized, normalization, *names)
+    if volume is not None:  # a 3-D model: it takes volumes and clips, never pictures
+        return LoadedModel(
+            module=module.eval(), name=_model_name(filename, model), key=key, categories=categories,
+            input_channels=info.channels, input_size=size, transform=no_picture, view=no_view, source=ModelSource.ONNX,
+            provenance=provenance, weights=None, supports_gradients=gradients, input_depth=volume.size[0],
+            volume_transform=volume,
+        )  # fmt: skip
     transform, view = standard_preprocessing(size, info.channels, normalization=normalization)
     return LoadedModel(
         module=module.eval(),
@@ -307,6 +320,7 @@ def _provenance(
     check: float | str,
     convs: int,
     categories: list[str] | None,
+    volume: str | None = None,
 ) -> str:
     """One line: where the model came from, and whether PyTorch (checked) or onnxruntime runs it."""
     what = f"your ONNX file {name}" if name else "your ONNX file"
@@ -315,7 +329,8 @@ def _provenance(
         f"opset {info.opset}",
     ]
     bits.append(
-        f"input {info.channels}×{size[0]}×{size[1]} ({info.layout}), pixels scaled {NORMALIZATION_LABELS[normalization]}"
+        volume or f"input {info.channels}×{size[0]}×{size[1]} ({info.layout}), pixels scaled "
+        f"{NORMALIZATION_LABELS[normalization]}"
     )
     if categories is not None:
         bits.append("class names from your file")

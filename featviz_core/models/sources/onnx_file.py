@@ -40,6 +40,8 @@ MAX_ONNX_BYTES = 1 << 30
 """Largest ONNX file accepted (1 GiB); checked before the bytes are parsed."""
 
 DEFAULT_SIDE = 224
+DEFAULT_VOLUME_SIDE = 64
+"""Depth, height and width fed to a 3-D graph whose input size is dynamic."""
 FLOAT_TYPES = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16, TensorProto.DOUBLE: np.float64}
 
 
@@ -48,7 +50,9 @@ class OnnxInfo:
     """What the file says about its input, before anything is converted or run.
 
     ``shape`` is the graph input's shape with dynamic dimensions as None; ``layout`` is ``"NCHW"`` or
-    ``"NHWC"``. ``suggested_size`` is the (height, width) to feed: the graph's own when fixed, else 224.
+    ``"NHWC"``, or ``"NCDHW"`` for a 3-D model (a 5-D input: volumes and clips). ``suggested_size`` is the
+    (height, width) to feed: the graph's own when fixed, else 224 (64 for a 3-D model); ``depth`` is the slices a
+    3-D model takes (the graph's own, else 64), None for a 2-D model.
     """
 
     input_name: str
@@ -61,10 +65,19 @@ class OnnxInfo:
     node_count: int
     outputs: tuple[str, ...]
     suggested_size: tuple[int, int]
+    depth: int | None = None
 
     @property
     def spatial(self) -> tuple[int | None, int | None]:
+        if self.layout == "NCDHW":
+            return (self.shape[3], self.shape[4])
         return (self.shape[2], self.shape[3]) if self.layout == "NCHW" else (self.shape[1], self.shape[2])
+
+    def feed_shape(self, size: tuple[int, int]) -> list[int]:
+        """The whole input shape fed at ``size`` = (height, width): batch 1, the graph's layout."""
+        if self.layout == "NCDHW":
+            return [1, self.channels, int(self.depth or DEFAULT_VOLUME_SIDE), *size]
+        return [1, self.channels, *size] if self.layout == "NCHW" else [1, *size, self.channels]
 
     @property
     def dynamic_size(self) -> bool:
@@ -209,10 +222,11 @@ def _image_input(model: ModelProto, name: str) -> onnx.ValueInfoProto:
             "export it with a float32 image input."
         )
     dims = _dims(value)
-    if len(dims) != 4:
+    if len(dims) not in (4, 5):
         raise ModelLoadError(
             f"This ONNX model's input has {len(dims)} dimensions; featviz feeds pictures as (batch, channels, "
-            "height, width) or (batch, height, width, channels), so it needs a 4-dimensional input."
+            "height, width) or (batch, height, width, channels) and volumes as (batch, channels, depth, height, "
+            "width), so it needs a 4- or 5-dimensional input."
         )
     if dims[0] not in (None, 1):
         raise ModelLoadError(
@@ -223,6 +237,18 @@ def _image_input(model: ModelProto, name: str) -> onnx.ValueInfoProto:
 
 
 def _layout(dims: list[int | None]) -> tuple[str, int]:
+    if len(dims) == 5:
+        if dims[1] in (1, 3, None):
+            return "NCDHW", dims[1] or 1
+        if dims[4] in (1, 3):
+            raise ModelLoadError(
+                "This ONNX model takes volumes with their channels last (batch, depth, height, width, channels); "
+                "featviz feeds 3-D models (batch, channels, depth, height, width): export it with channels first."
+            )
+        raise ModelLoadError(
+            f"This ONNX model's input has {dims[1]} channels; featviz feeds 3-D models grey (1-channel) or colour "
+            "(3-channel) volumes."
+        )
     _n, a, _b, c = dims
     if a in (1, 3) or (a is None and c is None):
         return "NCHW", a or 3
@@ -247,7 +273,13 @@ def inspect(model: ModelProto, name: str) -> OnnxInfo:
     value = _image_input(model, name)
     dims = _dims(value)
     layout, channels = _layout(dims)
-    height, width = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
+    depth: int | None = None
+    side = DEFAULT_SIDE
+    if layout == "NCDHW":
+        depth, height, width = dims[2] or DEFAULT_VOLUME_SIDE, dims[3], dims[4]
+        side = DEFAULT_VOLUME_SIDE
+    else:
+        height, width = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
     producer_name, producer_version = _producer(model)
     return OnnxInfo(
         input_name=value.name,
@@ -259,7 +291,8 @@ def inspect(model: ModelProto, name: str) -> OnnxInfo:
         producer_version=producer_version,
         node_count=len(model.graph.node),
         outputs=tuple(o.name for o in model.graph.output),
-        suggested_size=(height or width or DEFAULT_SIDE, width or height or DEFAULT_SIDE),
+        suggested_size=(height or width or side, width or height or side),
+        depth=depth,
     )
 
 

@@ -108,6 +108,8 @@ def display_type(node: NodeProto, rank: int | None) -> str:
     """The module type the conversion usually gives ``node`` (``Conv2d``, ``ReLU``, ``Add`` ...)."""
     if rank == 4 and node.op_type in _SPATIAL_NAMES:
         return _SPATIAL_NAMES[node.op_type]
+    if rank == 5 and node.op_type in _SPATIAL_NAMES and not node.op_type.startswith("Global"):
+        return _SPATIAL_NAMES[node.op_type].replace("2d", "3d")  # a 3-D model's (N, C, D, H, W) layers
     return _TORCH_NAMES.get(node.op_type, "Linear" if node.op_type == "Gemm" else node.op_type)
 
 
