@@ -14,8 +14,9 @@ import types
 from typing import Any
 
 from .api import cam, default_cam_layer, gradcam
-from .base import CamMethod, CamResult, Progress, auto_batch, upsample, upsample_plane
+from .base import CamMethod, CamResult, Progress, auto_batch
 from .methods import CAM_METHODS, METHODS, method_class
+from .resize import upsample, upsample_plane
 from .sanity import SanityResult, sanity_check
 from .targets import (
     CamError,

@@ -43,8 +43,9 @@ from ..images.volume import Volume
 from ..layers.discovery import layer_info, list_layers
 from ..models.keys import model_key
 from ..models.loaded import LoadedModel
-from .base import CamError, CamResult, CamTarget, Progress, upsample
+from .base import CamError, CamResult, CamTarget, Progress
 from .methods import method_class
+from .resize import upsample
 
 __all__ = ["SanityResult", "randomized_modules", "sanity_check", "spearman", "ssim"]
 

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 import numpy as np
 
 from .. import figures, stats
-from ..cam.base import CamResult, upsample
+from ..cam.base import CamResult
+from ..cam.resize import upsample
 from ..images.volume import PLANES, Volume
 from ..models.loaded import LoadedModel
 from .html import SHOWN_CHANNELS, Charts, escape, footer, html_page, section_limits, top_table
