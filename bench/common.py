@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["interleaved", "machine", "summary", "ratio", "clock"]
+__all__ = ["bare_passes", "interleaved", "machine", "summary", "ratio", "clock"]
 
 clock = time.perf_counter
 
@@ -105,3 +105,23 @@ def machine() -> dict[str, Any]:
         "plotly": plotly.__version__,
         "streamlit": streamlit_version,
     }
+
+
+def bare_passes(module: Any, prepare: Callable[[], Any]) -> tuple[Any, Callable[[], None], Callable[[], None]]:
+    """The input prepared once, and the two baselines every extraction is measured against: ``module``'s forward
+    pass under inference mode on that input, and the same with the preparation (``prepare()``: preprocessing) in
+    each pass."""
+    import torch
+
+    tensor = prepare()
+
+    def forward() -> None:
+        with torch.inference_mode():
+            module(tensor)
+
+    def pre_forward() -> None:
+        t = prepare()
+        with torch.inference_mode():
+            module(t)
+
+    return tensor, forward, pre_forward

@@ -29,7 +29,7 @@ from PIL import Image
 from featviz_core import LoadedModel, default_layer, extract, list_layers, load_torchvision
 from featviz_core.layers import ActivationRecorder, parse_layer_name
 
-from .common import interleaved, ratio, summary
+from .common import bare_passes, interleaved, ratio, summary
 
 __all__ = ["TARGET", "bench_image", "fx_nodes", "layer_sets", "measure_model", "run"]
 
@@ -118,16 +118,7 @@ def measure_model(
     """Interleaved timings of one model: the two bare baselines and, per layer set, extract and fx."""
     sets = sets if sets is not None else layer_sets(model)
     module = model.module.eval()
-    tensor = model.preprocess(image)
-
-    def forward() -> None:
-        with torch.inference_mode():
-            module(tensor)
-
-    def pre_forward() -> None:
-        t = model.preprocess(image)
-        with torch.inference_mode():
-            module(t)
+    tensor, forward, pre_forward = bare_passes(module, lambda: model.preprocess(image))
 
     def preprocess_only() -> None:
         model.preprocess(image)

@@ -29,7 +29,7 @@ import torch
 from featviz_core import LoadedModel, attention, default_layer, extract, load_timm
 from featviz_core.attention import attention_blocks
 
-from .common import interleaved, ratio, summary
+from .common import bare_passes, interleaved, ratio, summary
 from .extraction import bench_image
 
 __all__ = ["ATTENTION_TARGET", "DEFAULT_MODELS", "EXTRACT_TARGET", "markdown", "measure", "run"]
@@ -48,16 +48,7 @@ def measure(model: LoadedModel, rounds: int, warmup: int) -> dict[str, Any]:
     if setup is None:
         raise ValueError(f"{model.name} has no class-token attention to measure")
     module = model.module.eval()
-    tensor = model.preprocess(image)
-
-    def forward() -> None:
-        with torch.inference_mode():
-            module(tensor)
-
-    def pre_forward() -> None:
-        t = model.preprocess(image)
-        with torch.inference_mode():
-            module(t)
+    tensor, forward, pre_forward = bare_passes(module, lambda: model.preprocess(image))
 
     variants: dict[str, Callable[[], Any]] = {
         "forward": forward,

@@ -41,7 +41,7 @@ from featviz_core.models import LoadedModel, Preprocessing
 from featviz_core.models.sources import load_from_code
 from featviz_core.models.volume_input import resample
 
-from .common import interleaved, ratio, summary
+from .common import bare_passes, interleaved, ratio, summary
 
 __all__ = ["EXTRACT_TARGET", "SLICE_TARGET_S", "densenet121_3d", "markdown", "peak_memory", "run", "slice_move"]
 
@@ -244,16 +244,7 @@ def _slice_moves(model: LoadedModel, volume: Volume, layer: str, moves: int) -> 
 
 def _extraction(model: LoadedModel, volume: Volume, layer: str, rounds: int, warmup: int) -> dict[str, Any]:
     module = model.module.eval()
-    tensor = model.preprocess_volume(volume)
-
-    def forward() -> None:
-        with torch.inference_mode():
-            module(tensor)
-
-    def pre_forward() -> None:
-        t = model.preprocess_volume(volume)
-        with torch.inference_mode():
-            module(t)
+    tensor, forward, pre_forward = bare_passes(module, lambda: model.preprocess_volume(volume))
 
     variants = {"forward": forward, "preprocess+forward": pre_forward,
                 "extract": lambda: extract(model, volume, [layer])}
