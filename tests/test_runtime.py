@@ -32,3 +32,23 @@ def test_the_server_hands_the_interpreter_over_every_millisecond_and_its_threads
 def test_settings_the_person_running_the_app_chose_are_kept() -> None:
     interval, policy = _settings("sys.setswitchinterval(0.002)", {"OMP_WAIT_POLICY": "ACTIVE"})
     assert interval == 0.002 and policy == "ACTIVE"
+
+
+def test_tuning_runs_once_and_never_starts_a_process() -> None:
+    # app.py calls it on every rerun: a subprocess there (ctypes.util.find_library runs ldconfig) forked the server
+    # while a job's forward pass ran and held the page's rerun for the whole job.
+    child = """
+import subprocess, sys
+def refuse(*args, **kwargs):
+    raise AssertionError("tune_process started a process")
+subprocess.Popen = refuse
+from ui import runtime
+runtime.tune_process()
+sys.setswitchinterval(0.003)
+runtime.tune_process()  # a rerun: the process is tuned already, nothing is set again
+print(sys.getswitchinterval())
+"""
+    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "MALLOC_ARENA_MAX")}
+    done = subprocess.run([sys.executable, "-c", child], cwd=ROOT, env=environment, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == 0.003

@@ -6,13 +6,13 @@ Must run before torch is imported for the first time (app.py does it first thing
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
 _M_ARENA_MAX = -8  # glibc mallopt parameter
 _PYTHON_DEFAULT_SWITCH_S = 0.005
 _SWITCH_S = 0.001
+_tuned = False
 
 
 def tune_process() -> None:
@@ -29,14 +29,19 @@ def tune_process() -> None:
       interpreter, so the model's own speed is unchanged).
     - glibc ``M_ARENA_MAX=2``: Streamlit runs each script run in a new thread; capping malloc arenas keeps
       freed activation memory reusable instead of spread over many per-thread arenas.
-    A value the person running the app already set is kept.
+    A value the person running the app already set is kept. Runs once per process (app.py calls it on every
+    rerun) and never starts a subprocess: ``ctypes.util.find_library`` runs ``ldconfig``, and forking the
+    server while a job's forward pass ran stalled the page's rerun for the whole job.
     """
+    global _tuned
+    if _tuned:
+        return
+    _tuned = True
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if sys.getswitchinterval() == _PYTHON_DEFAULT_SWITCH_S:
         sys.setswitchinterval(_SWITCH_S)
     if sys.platform.startswith("linux") and "MALLOC_ARENA_MAX" not in os.environ:
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            libc.mallopt(_M_ARENA_MAX, 2)
+            ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 2)  # the symbols already loaded: glibc's, where it is glibc
         except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
             pass
