@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from featviz_core.figures.preview import COLOUR_BAR_PX
 from tests.appserver import (
     FEATVIZ_RUN,
     AppServer,
@@ -105,12 +106,56 @@ def test_the_still_picture_of_the_maps_has_plotlys_colours_and_goes_once_the_cha
     expect(page.locator(".st-key-grid_still")).to_be_hidden()  # the chart replaced it (here Plotly was loaded)
     still = page.evaluate("() => window.__still")
     assert still, "the first mosaic came without its still picture"
-    ours = _pixels(still)
     plotly = _pixels(page.evaluate("() => document.querySelector('.st-key-grid_chart g.hm image').getAttribute('href')"))
-    assert ours.shape == plotly.shape  # one pixel per cell in both
+    # the still is laid out as the chart: the figure's height, its top margin, each cell a block of pixels
+    height, top, bottom = page.evaluate("""() => { const l = document.querySelector('.st-key-grid_chart .js-plotly-plot')
+        ._fullLayout; return [l.height, l.margin.t, l.margin.b]; }""")
+    picture = _pixels(still)
+    assert picture.shape[0] == height
+    rows, columns = plotly.shape[:2]
+    ys = top + ((np.arange(rows) + 0.5) * (height - top - bottom) / rows).astype(int)
+    xs = ((np.arange(columns) + 0.5) * (height - top - bottom) / rows).astype(int)
+    ours = picture[np.ix_(ys, xs)]
     assert np.array_equal(ours[..., 3], plotly[..., 3])  # the same gaps
     opaque = ours[..., 3] > 0
     assert np.abs(ours[opaque][:, :3] - plotly[opaque][:, :3]).max() <= 1  # the same colours, to 8-bit rounding
+
+
+STILL_BOX = """() => { const img = document.querySelector('.st-key-grid_still img');
+  if (!img || !img.complete || img.naturalWidth === 0) return null;
+  if (document.querySelector('[data-testid=stMain] [data-testid=stSkeleton]')) return null;  // the page still grows
+  const r = img.getBoundingClientRect(); return [r.x, r.y, r.width, r.height, img.naturalWidth, img.naturalHeight]; }"""
+"""The still picture on screen (x, y, width, height) and its size in pixels, once the page above it is drawn."""
+CHART_BOX = """() => { const img = document.querySelector('.st-key-grid_chart g.hm image');
+  if (!img || !(img.getAttribute('href') || '').length) return null;
+  const r = img.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }"""
+
+
+def test_the_still_picture_sits_where_the_chart_comes_and_stays_when_plotly_cannot_load(
+        browser: Any, fresh_app: AppServer) -> None:
+    blocked = _new_page(browser, "")
+    drawn = _new_page(browser, "")
+    try:
+        blocked.route("**/PlotlyChart*.js", lambda route: route.abort())  # Plotly's code never arrives
+        blocked.goto(fresh_app.url)
+        still = blocked.wait_for_function(STILL_BOX).json_value()
+        expect(blocked.locator(".st-key-grid_still img")).to_be_visible()
+        expect(blocked.get_by_test_id("stMain").locator("h1")).to_have_text("Feature maps")
+        assert blocked.locator(".st-key-grid_chart .js-plotly-plot").count() == 0
+        drawn.goto(fresh_app.url)
+        chart = drawn.wait_for_function(CHART_BOX).json_value()
+        expect(drawn.locator(".st-key-grid_still")).to_be_hidden()
+        top, bottom = drawn.evaluate("""() => { const l = document.querySelector('.st-key-grid_chart .js-plotly-plot')
+            ._fullLayout; return [l.margin.t, l.margin.b]; }""")
+        x, y, width, height, natural_width, natural_height = still
+        scale = height / natural_height  # the picture's heatmap: below its top margin, left of the colour bar's room
+        still = [x, y + top * scale, (natural_width - COLOUR_BAR_PX) * scale, (natural_height - top - bottom) * scale]
+        # the same place and size (one pixel for rounding, and the chart may sit a few pixels off centre)
+        assert abs(still[1] - chart[1]) <= 1 and abs(still[3] - chart[3]) <= 1, (still, chart)
+        assert abs(still[0] - chart[0]) <= 6 and abs(still[2] - chart[2]) <= 1, (still, chart)
+    finally:
+        blocked.context.close()
+        drawn.context.close()
 
 
 def test_with_featviz_run_the_maps_are_on_screen_before_plotly_has_started(browser: Any) -> None:

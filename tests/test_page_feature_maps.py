@@ -6,11 +6,14 @@ import base64
 import io
 
 import numpy as np
+import plotly.graph_objects as go
 from PIL import Image
 
 from featviz_core import extract, load_image
 from featviz_core.demo import load_demo
+from featviz_core.figures.preview import heatmap_png, still_layout
 from tests.conftest import decode_array, no_exception, plotly_figures, upload_image
+from ui.still import ALT
 
 
 def mosaic(at) -> dict:
@@ -146,12 +149,19 @@ def test_the_first_mosaic_comes_with_a_still_picture_once(make_app) -> None:
     styles = [h.proto.body for h in at.get("html")]
     assert any("st-key-grid_box:has(.js-plotly-plot) .st-key-grid_still" in body for body in styles)  # hidden once drawn
     assert any("image-rendering: pixelated" in body for body in styles)
-    stills = [i.proto.imgs[0].url for i in at.get("image") if i.proto.imgs[0].url.startswith("data:image/png;base64,")]
-    assert len(stills) == 1  # in the page's own message (the sidebar's photo is a media file)
-    heat = mosaic(at)["data"][0]
-    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(stills[0].split(",", 1)[1]))))
-    assert picture.shape[:2] == decode_array(heat["z"]).shape  # one picture pixel per heatmap cell
+    # a Markdown image (drawn by code the browser has from the start) of a data URL (in the page's own message)
+    stills = [m for m in at.markdown if m.value.startswith(f"![{ALT}](data:image/png;base64,")]
+    assert len(stills) == 1
+    fig = go.Figure(mosaic(at))
+    fig.data[0].z = decode_array(mosaic(at)["data"][0]["z"])
+    layout = still_layout(fig)
+    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(stills[0].value.split(",", 1)[1].rstrip(")")))))
+    assert layout is not None and picture.shape[:2] == (fig.layout.height, layout.total_width)  # the chart's height
+    ys, xs = layout.cell_centres()
+    cells = np.asarray(Image.open(io.BytesIO(heatmap_png(fig))))
+    assert np.array_equal(picture[np.ix_(ys, xs)], cells)  # each cell one block of its colour
+    assert not picture[: layout.top, :, 3].any() and not picture[:, layout.width:, 3].any()  # margins, colour bar
     at.run()  # any later run: Plotly is loaded by then, no picture is sent again
     no_exception(at)
-    assert not [i for i in at.get("image") if i.proto.imgs[0].url.startswith("data:")]
+    assert not [m for m in at.markdown if "data:image" in m.value]
     mosaic(at)
