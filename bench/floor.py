@@ -5,7 +5,7 @@ Two bare pages, written to a temporary folder with the project's own ``.streamli
 what featviz's first view shows first:
 
 - *bare image page*: ``st.image`` of the still picture featviz draws while Plotly starts (``ui/still.py``: the
-  same PNG, same pixels) and nothing else;
+  same PNG, laid out at the chart's size, same pixels) and nothing else;
 - *bare Plotly page*: ``st.plotly_chart`` of one ``go.Heatmap`` with the same numbers, colour range, colour scale
   and height as featviz's first mosaic, and nothing else.
 
@@ -80,11 +80,11 @@ def first_figure() -> Any:
 def prepare(dest: Path) -> dict[str, Any]:
     """Write both bare pages, their data and the project's Streamlit config into ``dest``; returns what they
     show (the heatmap's shape, the picture's bytes)."""
-    from featviz_core.figures.preview import heatmap_png
+    from featviz_core.figures.preview import still_png
 
     fig = first_figure()
     trace = next(t for t in fig.data if t.type == "heatmap")
-    png = heatmap_png(fig)
+    png = still_png(fig)
     if png is None:
         raise RuntimeError("the first mosaic has no picture")
     z = np.asarray(trace.z, dtype=np.float32)

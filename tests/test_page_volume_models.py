@@ -144,3 +144,38 @@ def test_an_uploaded_3d_onnx_file_is_the_volumes_pages_3d_model(make_app) -> Non
     assert any(c.value == "The model chosen in the sidebar, cnn3d." for c in at.caption)
     assert any("A 3-D model (5-D input)" in c.value for c in at.sidebar.caption)
     assert [f for f in plotly_figures(at) if any(t.get("name") == "axial Grad-CAM" for t in f["data"])]
+
+
+def test_a_3d_model_given_on_the_command_line_opens_on_the_volumes_page(make_app, monkeypatch) -> None:
+    monkeypatch.setenv("FEATVIZ_MODEL", "tests.custom_models:build_densenet3d")
+    at = make_app()
+    no_exception(at)
+    assert at.session_state["_selection"].model.is_volumetric
+    assert at.title[0].value == "Volumes and clips"  # the model looks at scans: not a page for pictures first
+    assert any("The model chosen in the sidebar" in c.value for c in at.caption)
+    at.switch_page("pages/feature_maps.py").run()  # asked for afterwards: that page, with its one sentence
+    no_exception(at)
+    assert at.title[0].value == "Feature maps" and "is a 3-D model" in at.info[0].value
+
+
+def test_a_2d_model_given_on_the_command_line_opens_on_the_feature_maps(make_app, monkeypatch) -> None:
+    monkeypatch.setenv("FEATVIZ_MODEL", "tests.custom_models:build_detector")
+    at = make_app()
+    no_exception(at)
+    assert at.title[0].value == "Feature maps"
+
+
+def test_on_the_volumes_page_the_sidebar_folds_the_picture_away(make_app) -> None:
+    at = make_app(page=PAGE)
+    no_exception(at)
+    sidebar_text = [m.value for m in at.sidebar.markdown] + [c.value for c in at.sidebar.caption]
+    assert "### 1 · Scan or clip" in sidebar_text and "### 1 · Image" not in sidebar_text
+    assert [e.label for e in at.sidebar.expander] == ["Picture for the other pages"]
+    assert not at.sidebar.get("progress")  # no guess for a picture this page does not show
+    assert any("3-D network's guess" in c for c in sidebar_text)
+    assert at.session_state["_selection"].image_name  # the picture is still chosen, for the other pages
+    at.switch_page("pages/feature_maps.py").run()
+    no_exception(at)
+    sidebar_text = [m.value for m in at.sidebar.markdown]
+    assert "### 1 · Image" in sidebar_text and not at.sidebar.expander
+    assert at.sidebar.get("progress")  # the top-5 is back

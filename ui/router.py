@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -52,13 +54,32 @@ def run_app() -> None:
         jobs.leave_page(jobs.session_id(), page.url_path)  # long jobs stop when their page is left
         keep_page_state()
         apply_requests()
-        sidebar.render_safely()
+        selection = sidebar.render_safely(for_scans=page.url_path == Path(VOLUMES).stem)
+        if _opens_on_volumes(page.url_path, selection):
+            st.switch_page(VOLUMES)
         _local.routed = True
         page.run()
     finally:
         _local.routed = False
         if charts is not None:
             charts.empty()
+
+
+VOLUMES = "pages/volume.py"
+
+
+def _opens_on_volumes(url_path: str, selection: Any) -> bool:
+    """A session's first run on the app's address with a 3-D model given on the command line (or by
+    ``featviz.show``): the visitor came to see that model, which looks at scans and clips, so the app opens on
+    *Volumes and clips* instead of a page for pictures. Any other page asked for by its address is kept."""
+    state = st.session_state
+    if state.get("_first_page_chosen"):
+        return False
+    state["_first_page_chosen"] = True
+    from .model_picker import CODE
+
+    model = getattr(selection, "model", None)
+    return url_path == "" and model is not None and model.is_volumetric and state.get("model_kind") == CODE
 
 
 def ensure_routed() -> None:

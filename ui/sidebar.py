@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
+from PIL import Image
 
 from featviz_core import FeatvizError, LayerInfo, LoadedModel, default_layer, list_layers
 from featviz_core.images import (
@@ -45,7 +46,6 @@ def _first_view_defaults() -> None:
 
 def _image_section() -> tuple[bytes, str, str]:
     """Returns (bytes, display name, source) of the image in use."""
-    st.markdown("### 1 · Image")
     source = st.segmented_control(
         "Where the image comes from",
         SOURCES,
@@ -98,6 +98,23 @@ def _image_section() -> tuple[bytes, str, str]:
 # Layer
 
 
+def _picture() -> tuple[bytes, str, str, Image.Image]:
+    """The image section and the decoded picture: (bytes, display name, source, picture)."""
+    state = st.session_state
+    data, name, source = _image_section()
+    try:
+        image = cache.decoded_image(image_digest(data), data, name)
+    except FeatvizError as exc:
+        st.error(str(exc))
+        st.caption("Showing the first sample instead.")
+        state["_last_upload"] = None
+        sample = default_sample(for_demo=state.get("model_kind") == model_picker.DEMO)
+        data, name, source = sample_bytes(sample), f"{sample}.png", "sample"
+        image = cache.decoded_image(image_digest(data), data, name)
+    st.image(image, caption=f"{name} · {describe_image(image)}", width="stretch")
+    return data, name, source, image
+
+
 def _layer_section(model: LoadedModel) -> tuple[tuple[LayerInfo, ...], LayerInfo]:
     st.markdown("### 3 · Layer")
     with guard("looking at the model's layers"):
@@ -141,25 +158,21 @@ def _prediction_section(selection: Selection) -> None:
             st.caption("Add a class-names file to see names instead of class numbers.")
 
 
-def render() -> Selection:
-    """Draw the sidebar and return the Selection the pages work on."""
+def render(for_scans: bool = False) -> Selection:
+    """Draw the sidebar and return the Selection the pages work on. ``for_scans``: the page works on a scan or
+    clip of its own (Volumes and clips), so the picture is folded away under a line that says so."""
     restore_from_url()
     _first_view_defaults()
     state = st.session_state
     with st.sidebar:
-        data, name, source = _image_section()
-        digest = image_digest(data)
-        try:
-            image = cache.decoded_image(digest, data, name)
-        except FeatvizError as exc:
-            st.error(str(exc))
-            st.caption("Showing the first sample instead.")
-            state["_last_upload"] = None
-            sample = default_sample(for_demo=state.get("model_kind") == model_picker.DEMO)
-            data, name, source = sample_bytes(sample), f"{sample}.png", "sample"
-            digest = image_digest(data)
-            image = cache.decoded_image(digest, data, name)
-        st.image(image, caption=f"{name} · {describe_image(image)}", width="stretch")
+        if for_scans:
+            st.markdown("### 1 · Scan or clip")
+            st.caption("Chosen on this page. The picture below is for the other pages.")
+            with st.expander("Picture for the other pages", icon=":material/image:"):
+                data, name, source, image = _picture()
+        else:
+            st.markdown("### 1 · Image")
+            data, name, source, image = _picture()
         model, label, model_notice = model_picker.section()
         layers, layer = _layer_section(model)
         first_view = state.get("_notice_for")
@@ -170,7 +183,7 @@ def render() -> Selection:
         selection = Selection(
             image=image,
             image_bytes=data,
-            image_digest=digest,
+            image_digest=image_digest(data),
             image_name=name,
             image_source=source,
             model=model,
@@ -179,17 +192,22 @@ def render() -> Selection:
             layer=layer,
             notice=notice,
         )
-        _prediction_section(selection)
+        if for_scans and not model.is_volumetric:
+            st.markdown("### What the model sees")
+            st.caption("This page shows a 3-D network's guess for the scan or clip; the guess for the picture is on "
+                       "the other pages.")
+        else:
+            _prediction_section(selection)
         st.caption("🔒 Your images stay in this session's memory: never saved, never sent anywhere.")
     state["_selection"] = selection
     write_url(url_values(selection))
     return selection
 
 
-def render_safely() -> Selection:
+def render_safely(for_scans: bool = False) -> Selection:
     """render(), with anything unexpected shown as one short message instead of a traceback."""
     with guard("preparing the sidebar"):
-        return render()
+        return render(for_scans)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
