@@ -178,11 +178,11 @@ def test_first_view_smallest_configuration() -> None:
 
 
 def test_the_floor_pages_show_the_first_view_s_own_picture_and_numbers(tmp_path) -> None:
-    from featviz_core.figures.preview import heatmap_png
+    from featviz_core.figures.preview import still_png
 
     shown = floor.prepare(tmp_path)
     figure = floor.first_figure()
-    assert (tmp_path / "still.png").read_bytes() == heatmap_png(figure)  # the very picture featviz shows first
+    assert (tmp_path / "still.png").read_bytes() == still_png(figure)  # the very picture featviz shows first
     z = np.load(tmp_path / "z.npy")
     assert list(z.shape) == shown["heatmap_shape"] == list(np.asarray(figure.data[0].z).shape)
     assert (tmp_path / ".streamlit" / "config.toml").is_file()  # the app's own Streamlit settings
