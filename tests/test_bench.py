@@ -182,7 +182,8 @@ def test_the_floor_pages_show_the_first_view_s_own_picture_and_numbers(tmp_path)
 
     shown = floor.prepare(tmp_path)
     figure = floor.first_figure()
-    assert (tmp_path / "still.png").read_bytes() == still_png(figure)  # the very picture featviz shows first
+    same = (tmp_path / "still.png").read_bytes() == still_png(figure)  # no diff of 50 kB of bytes on failure
+    assert same, "the bare image page must show the very picture featviz shows first"
     z = np.load(tmp_path / "z.npy")
     assert list(z.shape) == shown["heatmap_shape"] == list(np.asarray(figure.data[0].z).shape)
     assert (tmp_path / ".streamlit" / "config.toml").is_file()  # the app's own Streamlit settings
