@@ -153,6 +153,7 @@ def test_a_3d_model_given_on_the_command_line_opens_on_the_volumes_page(make_app
     assert at.session_state["_selection"].model.is_volumetric
     assert at.title[0].value == "Volumes and clips"  # the model looks at scans: not a page for pictures first
     assert any("The model chosen in the sidebar" in c.value for c in at.caption)
+    assert any(c.value == "Its guess for the scan or clip is on this page, beside the maps." for c in at.sidebar.caption)
     at.switch_page("pages/feature_maps.py").run()  # asked for afterwards: that page, with its one sentence
     no_exception(at)
     assert at.title[0].value == "Feature maps" and "is a 3-D model" in at.info[0].value

@@ -192,9 +192,10 @@ def render(for_scans: bool = False) -> Selection:
             layer=layer,
             notice=notice,
         )
-        if for_scans and not model.is_volumetric:
+        if for_scans:
             st.markdown("### What the model sees")
-            st.caption("This page shows a 3-D network's guess for the scan or clip; the guess for the picture is on "
+            st.caption("Its guess for the scan or clip is on this page, beside the maps." if model.is_volumetric else
+                       "This page shows a 3-D network's guess for the scan or clip; the guess for the picture is on "
                        "the other pages.")
         else:
             _prediction_section(selection)
