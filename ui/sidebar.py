@@ -94,25 +94,27 @@ def _image_section() -> tuple[bytes, str, str]:
     return sample_bytes(sample.name), sample.filename, "sample"
 
 
-# ---------------------------------------------------------------------------------------------------
-# Layer
-
-
-def _picture() -> tuple[bytes, str, str, Image.Image]:
-    """The image section and the decoded picture: (bytes, display name, source, picture)."""
+def _picture() -> tuple[bytes, str, str, str, Image.Image]:
+    """The image section and the decoded picture: (bytes, display name, source, digest, picture)."""
     state = st.session_state
     data, name, source = _image_section()
+    digest = image_digest(data)
     try:
-        image = cache.decoded_image(image_digest(data), data, name)
+        image = cache.decoded_image(digest, data, name)
     except FeatvizError as exc:
         st.error(str(exc))
         st.caption("Showing the first sample instead.")
         state["_last_upload"] = None
         sample = default_sample(for_demo=state.get("model_kind") == model_picker.DEMO)
         data, name, source = sample_bytes(sample), f"{sample}.png", "sample"
-        image = cache.decoded_image(image_digest(data), data, name)
+        digest = image_digest(data)
+        image = cache.decoded_image(digest, data, name)
     st.image(image, caption=f"{name} · {describe_image(image)}", width="stretch")
-    return data, name, source, image
+    return data, name, source, digest, image
+
+
+# ---------------------------------------------------------------------------------------------------
+# Layer
 
 
 def _layer_section(model: LoadedModel) -> tuple[tuple[LayerInfo, ...], LayerInfo]:
@@ -169,10 +171,10 @@ def render(for_scans: bool = False) -> Selection:
             st.markdown("### 1 · Scan or clip")
             st.caption("Chosen on this page. The picture below is for the other pages.")
             with st.expander("Picture for the other pages", icon=":material/image:"):
-                data, name, source, image = _picture()
+                data, name, source, digest, image = _picture()
         else:
             st.markdown("### 1 · Image")
-            data, name, source, image = _picture()
+            data, name, source, digest, image = _picture()
         model, label, model_notice = model_picker.section()
         layers, layer = _layer_section(model)
         first_view = state.get("_notice_for")
@@ -183,7 +185,7 @@ def render(for_scans: bool = False) -> Selection:
         selection = Selection(
             image=image,
             image_bytes=data,
-            image_digest=image_digest(data),
+            image_digest=digest,
             image_name=name,
             image_source=source,
             model=model,
