@@ -8,6 +8,7 @@ import streamlit as st
 from featviz_core import export, figures, stats
 from featviz_core.attention import attention_blocks
 from ui.errors import guard
+from ui.light_chart import light_chart
 from ui.router import ensure_routed
 from ui.sidebar import page_header
 from ui.state import Selection, current, request, url_values, write_url
@@ -97,11 +98,11 @@ def _detail(
             help="0 shows only your image, 1 only the channel's map.",
         )
         view = selection.model.model_view(selection.image)
-        st.plotly_chart(
+        light_chart(
             figures.overlay_figure(view, one, opacity=opacity, colorscale=cmap,
                                    title="Over the image (as the model sees it, in grey)",
                                    colorbar_title="activation (this channel's range)"),
-            width="stretch", config=export.plotly_config(
+            config=export.plotly_config(
                 export.export_filename(selection.model.name, layer, selection.image_stem, "png").rsplit(".", 1)[0]
                 + f"_channel{channel}_overlay"),
             key="detail_overlay",
@@ -112,17 +113,16 @@ def _detail(
             request(viz_channel=channel, _viz_autostart=True)
             st.switch_page("pages/responds_to.py")
     with right:
-        st.plotly_chart(
+        light_chart(
             figures.channel_figure(one, colorscale=cmap, zrange=zrange,
                                    title=f"Channel {channel} at full resolution ({one.shape[1]}×{one.shape[0]})",
                                    colorbar_title="activation (layer scale)" if zrange else "activation"),
-            width="stretch", config=export.plotly_config(
+            config=export.plotly_config(
                 export.export_filename(selection.model.name, layer, selection.image_stem, "png").rsplit(".", 1)[0]
                 + f"_channel{channel}"),
             key="detail_map",
         )
-        st.plotly_chart(figures.histogram_figure(one, title="How the values are spread"), width="stretch",
-                        key="detail_hist")
+        light_chart(figures.histogram_figure(one, title="How the values are spread"), key="detail_hist")
 
 
 @st.fragment
@@ -140,10 +140,7 @@ def grid_and_detail(selection: Selection) -> None:
         base = export.export_filename(selection.model.name, selection.layer.name, selection.image_stem, "png")
         with st.container(key="grid_box"):
             still_until_drawn(fig, box="grid_box")
-            event = st.plotly_chart(
-                fig, width="stretch", on_select="rerun", selection_mode="points", key="grid_chart",
-                config=export.plotly_config(base.rsplit(".", 1)[0]),
-            )
+            event = light_chart(fig, key="grid_chart", config=export.plotly_config(base.rsplit(".", 1)[0]), clicks=True)
         clicked = figures.channel_from_selection(event)
         state = st.session_state
         if clicked is not None and clicked != state.get("_last_click"):

@@ -153,8 +153,17 @@ def make_app(monkeypatch, tmp_path):
 
 
 def plotly_figures(at) -> list[dict]:
-    """The Plotly figures an AppTest run drew, as dicts."""
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    """The Plotly figures an AppTest run drew, in page order, as dicts: ``st.plotly_chart``'s and the mosaic's
+    (drawn by ``ui/light_chart.py``, with its Plotly ``config`` as one more key)."""
+    from ui.light_chart import COMPONENT, figure_of
+
+    figures = []
+    for node in at._tree:  # what at.get walks, in the same order
+        if node.type == "plotly_chart":
+            figures.append(json.loads(node.proto.spec))
+        elif node.type == "bidi_component" and node.proto.component_name == COMPONENT:
+            figures.append(figure_of(node.proto.bytes))
+    return figures
 
 
 def decode_array(value) -> np.ndarray:

@@ -39,7 +39,7 @@ DEMO_LAYER = "block2.relu1"  # the demo model's default layer
 ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060]")  # the mosaic's axis labels carry invisible suffixes
 HOVER = re.compile(r"channel (\d+)\s*x (\d+) · y (\d+)\s*value (\S+?)(?:colour|$)")
 
-MAIN_PLOT = "[data-testid=stMain] [data-testid=stPlotlyChart] .js-plotly-plot"
+MAIN_PLOT = "[data-testid=stMain] .js-plotly-plot"  # st.plotly_chart's and ui/light_chart.py's
 MOSAIC = "[data-testid=stMain] .st-key-grid_chart .js-plotly-plot"  # the chart drawn with key="grid_chart"
 
 
@@ -412,8 +412,10 @@ def test_clicking_a_tile_opens_its_channel(page: Any, app: AppServer) -> None:
     click_tile(page, 5)
     expect(main(page).get_by_role("heading", name="Channel 5", exact=True)).to_be_visible()
     expect(page.get_by_role("spinbutton", name="Channel")).to_have_value("5")
-    traces = page.locator(MAIN_PLOT).evaluate_all("(els) => els.map(el => el._fullData.map(t => t.type + ':' + t.name))")
-    flat = [t for plot in traces for t in plot]
+    flat = page.wait_for_function("""(selector) => { const traces = [...document.querySelectorAll(selector)]
+        .flatMap(el => (el._fullData || []).map(t => t.type + ':' + t.name));
+      return traces.includes('image:image') && traces.some(t => /^(bar|histogram):/.test(t)) && traces; }""",
+                                  arg=MAIN_PLOT).json_value()
     assert "image:image" in flat and "heatmap:map" in flat  # the overlay over the image
     assert any(t.startswith("bar:") or t.startswith("histogram:") for t in flat)  # the histogram
     expect(main(page).get_by_text("How the values are spread")).to_be_visible()
@@ -584,11 +586,11 @@ def test_the_camera_takes_a_photo_and_shows_its_heatmap(page: Any, app: AppServe
 
 
 PAGES = [  # nav link, page title, what the page shows
-    ("Feature maps", "Feature maps", "stPlotlyChart"),
-    ("Where it looks", "Where it looks", "stPlotlyChart"),
-    ("Compare", "Compare two images", "stPlotlyChart"),
-    ("Filters", "Filters", "stPlotlyChart"),
-    ("Model", "Model", "stDataFrame"),
+    ("Feature maps", "Feature maps", ".st-key-grid_chart .js-plotly-plot"),
+    ("Where it looks", "Where it looks", "[data-testid=stPlotlyChart]"),
+    ("Compare", "Compare two images", "[data-testid=stPlotlyChart]"),
+    ("Filters", "Filters", "[data-testid=stPlotlyChart]"),
+    ("Model", "Model", "[data-testid=stDataFrame]"),
 ]
 
 
@@ -598,7 +600,7 @@ def test_every_page_loads_without_a_traceback(
 ) -> None:
     open_app(page, app.url)
     go_to(page, link, title)
-    expect(main(page).get_by_test_id(content).first).to_be_visible()
+    expect(main(page).locator(content).first).to_be_visible()
     no_traceback(page)
     assert main(page).get_by_test_id("stAlertContentError").count() == 0
     assert page.js_errors == []

@@ -136,7 +136,7 @@ def test_the_still_picture_sits_where_the_chart_comes_and_stays_when_plotly_cann
     blocked = _new_page(browser, "")
     drawn = _new_page(browser, "")
     try:
-        blocked.route("**/PlotlyChart*.js", lambda route: route.abort())  # Plotly's code never arrives
+        blocked.route("**/plotly-light.min.js", lambda route: route.abort())  # the chart's code never arrives
         blocked.goto(fresh_app.url)
         still = blocked.wait_for_function(STILL_BOX).json_value()
         expect(blocked.locator(".st-key-grid_still img")).to_be_visible()

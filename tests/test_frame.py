@@ -100,13 +100,13 @@ def test_page_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert frame.Path(str(configs[0]["page_icon"])).is_file()
 
 
-def test_the_browser_is_sent_one_tiny_chart_per_session_to_fetch_plotly_early(make_app) -> None:  # type: ignore[no-untyped-def]
-    import ui.sidebar  # noqa: F401 - the app is imported: a warm server sends no early chart
+def test_a_cold_server_has_the_browser_start_the_chart_code_once_per_session(make_app) -> None:  # type: ignore[no-untyped-def]
+    import ui.sidebar  # noqa: F401 - the app is imported: a warm server sends no early element
+    from ui.light_chart import COMPONENT, PREFETCH_KEY
 
     at = make_app()
     assert frame._PREFETCHED not in at.session_state
-    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    assert charts and all(c["layout"].get("height") != 10 for c in charts)
+    assert not [n for n in at._tree if n.type == "bidi_component" and PREFETCH_KEY in n.proto.id]
     from streamlit.testing.v1 import AppTest
 
     script = AppTest.from_string(
@@ -116,8 +116,8 @@ def test_the_browser_is_sent_one_tiny_chart_per_session_to_fetch_plotly_early(ma
     )
     script.run()
     assert script.session_state["result"] == (True, True, True)
-    assert len(script.get("plotly_chart")) == 1
-    spec = json.loads(script.get("plotly_chart")[0].proto.spec)
-    # nothing of it shows while it is on screen: no trace colour, and no Plotly template's grey plot area
-    assert spec["data"][0]["opacity"] == 0.0
-    assert spec["layout"]["paper_bgcolor"] == spec["layout"]["plot_bgcolor"] == "rgba(0,0,0,0)"
+    sent = [n for n in script._tree if n.type == "bidi_component"]
+    assert len(sent) == 1 and sent[0].proto.component_name == COMPONENT
+    head, figure = sent[0].proto.bytes.decode().split("\n")
+    assert json.loads(head)["start"] is True and figure == ""  # fetched and started, nothing drawn
+    assert json.loads(head)["src"].startswith("component/") and json.loads(head)["src"].endswith("/plotly-light.min.js")

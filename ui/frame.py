@@ -72,29 +72,27 @@ def loading_app() -> Iterator[None]:
 _APP_MODULE = "ui.sidebar"  # imports featviz_core, torch and torchvision
 
 _PREFETCHED = "_charts_prefetched"
-_TINY_CHART = {
-    "data": [{"type": "heatmap", "z": [[0.0]], "showscale": False, "hoverinfo": "skip", "opacity": 0.0}],
-    "layout": {"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
-               "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",  # no grey strip on screen
-               "xaxis": {"visible": False}, "yaxis": {"visible": False}},
-}
 
 
 def prefetch_charts(cold: bool | None = None) -> Any:
     """Once per session, while the app still has to be imported (``cold``; by default: the app's modules
-    are not loaded yet, as for the first visitor of a fresh ``streamlit run app.py``), a 10-pixel chart so
-    the browser starts loading Plotly's JavaScript (4.7 MB, fetched only when a page's first chart
-    arrives, then started: about a second of the browser's main thread) during the seconds of importing.
+    are not loaded yet, as for the first visitor of a fresh ``streamlit run app.py``), an element that draws
+    nothing and fetches and starts the code of the feature-map chart (ui/light_chart.py: 1.1 MB, about a
+    third of a second of the browser's main thread) during the seconds of importing, so the first maps are
+    drawn as soon as they come.
 
-    Once the app is imported (``featviz run``, every later visitor), the first chart follows within the
-    same quick run, and the still picture of the maps (ui/still.py) covers Plotly's start; a chart sent
-    earlier would only make Plotly's start hold up the page before the still picture is painted.
-    Returns the placeholder to clear at the end of the run (None when there is nothing to clear)."""
+    Once the app is imported (``featviz run``, every later visitor), the maps follow within the same quick
+    run, with the still picture of ui/still.py; the chart's code is started after that picture is painted
+    (started earlier, it would only hold the picture up). Returns the placeholder to clear at the end of the
+    run (None when there is nothing to clear)."""
     if cold is None:
         cold = _APP_MODULE not in sys.modules
     if not cold or st.session_state.get(_PREFETCHED):
         return None
     st.session_state[_PREFETCHED] = True
+    from .light_chart import prefetch  # Streamlit's component API only: plotly is not imported
+
     slot = st.empty()
-    slot.plotly_chart(_TINY_CHART, config={"staticPlot": True, "displayModeBar": False})
+    with slot:
+        prefetch()
     return slot

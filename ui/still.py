@@ -1,7 +1,8 @@
 """The first feature maps as a still picture while the browser is still starting Plotly.
 
-Plotly's JavaScript is fetched and started only when the page's first chart arrives: one to three
-seconds on a small machine (more on an old hospital PC), during which the chart's place would stay empty.
+Plotly's JavaScript is fetched and started only when the page's first chart arrives (ui/light_chart.py:
+1.2 MB, about half a second on a small machine from its arrival to the drawn chart, more on an old hospital PC
+or a slow network), during which the chart's place would stay empty.
 On a session's first chart, :func:`still_until_drawn` puts the same maps there as a picture drawn by the
 server (:func:`featviz_core.figures.preview.still_png`: the same colours, laid out at the chart's size), and
 a style rule hides the picture as soon as the interactive chart has been drawn in the same box. Browsers
@@ -12,9 +13,9 @@ The picture is a plain Markdown image of a data URL, centred, that needs no styl
 comes inside the page's own message (not as one more request to a busy server), and Markdown is drawn by
 code the browser has from the start, while ``st.image``, ``st.html`` and most elements wait for their own piece
 of code to be fetched. Waiting, the picture was drawn in the same paint as whatever else was pending, often
-only after Plotly's 4.7 MB had been started, which blocks the page for about a second on a small machine:
+only after the chart's code had been started (then Streamlit's Plotly, 4.7 MB, a second of a small machine):
 the first picture came 1.9 s after the server was ready instead of 1.3 s (bench/floor.py; a bare page with
-the same picture: 1.1 s). The style rules (go out through ``st.html`` at the start of the session's first run,
+the same picture: 1.1 s). The chart's code is now started only after the next paint. The style rules (go out through ``st.html`` at the start of the session's first run,
 :func:`send_style`) only hide the picture once the chart is there and keep its cells sharp on dense screens.
 """
 
@@ -45,6 +46,10 @@ _STYLE = """<style>
 </style>"""
 
 
+def _style(box: str) -> str:
+    return _STYLE.format(box=box, still=STILL_KEY)
+
+
 def send_style(box: str = "grid_box") -> None:
     """At the start of a session's first run (ui/router.py): the rules that place the still picture in
     ``box`` and hide it once the chart is drawn, so the browser has the code for them before the picture
@@ -54,7 +59,7 @@ def send_style(box: str = "grid_box") -> None:
     if state.get(_SHOWN) or state.get(_STYLED):
         return
     state[_STYLED] = True
-    st.html(_STYLE.format(box=box, still=STILL_KEY))
+    st.html(_style(box))
 
 
 def still_until_drawn(fig: go.Figure, box: str) -> None:
@@ -71,4 +76,4 @@ def still_until_drawn(fig: go.Figure, box: str) -> None:
     with st.container(key=STILL_KEY):
         url = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
         st.markdown(f"![{ALT}]({url})", text_alignment="center")
-        st.html(_STYLE.format(box=box, still=STILL_KEY))  # after the picture: while its code loads, it moves nothing
+        st.html(_style(box))  # after the picture: while its code loads, it moves nothing
