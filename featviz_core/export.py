@@ -148,9 +148,12 @@ def png_filename(
     return _join(export_filename(model_name, layer, image_name, ""), extra)
 
 
+PLOTLY_CONFIG: dict[str, Any] = {"displaylogo": False, "showSendToCloud": False}
+"""``config=`` for every chart: no Plotly logo, and no "Share chart..." button (plotly.js 4 shows one by default;
+after a confirmation it uploads the chart's data, here a patient's picture or maps, to Plotly's cloud)."""
+
+
 def plotly_config(filename: str, *, scale: int = 2) -> dict[str, Any]:
-    """``config=`` for ``st.plotly_chart``: the camera button saves ``<filename>.png`` at ``scale``× size."""
-    return {
-        "toImageButtonOptions": {"format": "png", "filename": filename, "scale": scale},
-        "displaylogo": False,
-    }
+    """``config=`` for ``st.plotly_chart``: the camera button saves ``<filename>.png`` at ``scale``× size; nothing
+    is ever sent anywhere (:data:`PLOTLY_CONFIG`)."""
+    return {"toImageButtonOptions": {"format": "png", "filename": filename, "scale": scale}, **PLOTLY_CONFIG}

@@ -102,7 +102,7 @@ def _detail(selection: Selection, conv_name: str, fw: FilterWeights, channel: in
         st.plotly_chart(
             figures.filter_mosaic_figure(kernel[:, None, :, :], None, title=f"Filter {channel}, one tile per input "
                                          "channel", labels=in_per_group <= 64),
-            width="stretch", key="filter_detail",
+            width="stretch", key="filter_detail", config=export.PLOTLY_CONFIG,
         )
         st.caption(f"Weights from {float(kernel.min()):.3g} to {float(kernel.max()):.3g}; "
                    f"bias {float(fw.bias[channel]):.3g}." if fw.bias is not None else
@@ -112,7 +112,7 @@ def _detail(selection: Selection, conv_name: str, fw: FilterWeights, channel: in
             maps = selection.maps()
             st.plotly_chart(
                 figures.channel_figure(maps[channel], title=f"Channel {channel} of {selection.layer.name}"),
-                width="stretch", key="filter_map",
+                width="stretch", key="filter_map", config=export.PLOTLY_CONFIG,
             )
         if st.button(f"Open channel {channel}'s feature map", icon=":material/grid_view:",
                      help="Shows what this filter's channel found in your image, on the Feature maps page."):

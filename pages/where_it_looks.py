@@ -237,7 +237,7 @@ def _prediction(selection: Selection, extraction: Extraction) -> None:
     top = extraction.top_k(5)
     if top:
         st.plotly_chart(figures.probability_figure(top, title="The model's top 5 guesses"), width="stretch",
-                        key="cam_probs")
+                        key="cam_probs", config=export.PLOTLY_CONFIG)
     else:
         st.markdown("**What the model outputs** (it is not a classifier):")
         st.markdown("\n".join(f"- {o.label}" for o in describe_outputs(selection.model)))

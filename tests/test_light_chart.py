@@ -31,7 +31,7 @@ def test_the_payload_is_the_figure_as_st_plotly_chart_sends_it_with_its_config()
     assert head["clicks"] is True
     assert re.fullmatch(r"component/ui\.light_chart\.plotly_light/plotly-light\.min\.js", head["src"])
     figure = figure_of(sent)
-    assert figure.pop("config") == config
+    assert figure.pop("config") == {**config, "showSendToCloud": False}
     assert figure == json.loads(plotly.io.to_json(fig, validate=False))  # st.plotly_chart's spec, byte for byte
     assert _head(payload(fig))["clicks"] is False
     assert figure_of(payload(go.Figure()))["data"] == []

@@ -143,3 +143,32 @@ def test_nothing_from_an_uploaded_zip_is_written_to_disk(make_app) -> None:
     assert not leaked, f"the zip's contents were written to {leaked}"
     new_in_project = [p for p in changed if p.startswith(str(ROOT)) and p not in before]
     assert not new_in_project, new_in_project
+
+
+def _chart_configs(at) -> list[dict]:  # type: ignore[no-untyped-def]
+    import json
+
+    from ui.light_chart import COMPONENT, figure_of
+
+    configs = []
+    for node in at._tree:
+        if node.type == "plotly_chart":
+            configs.append(json.loads(node.proto.config or "{}"))
+        elif node.type == "bidi_component" and node.proto.component_name == COMPONENT and node.proto.bytes:
+            configs.append(figure_of(node.proto.bytes).get("config", {}))
+    return configs
+
+
+def test_no_chart_offers_to_upload_itself(make_app) -> None:  # type: ignore[no-untyped-def]
+    """plotly.js 4 adds a "Share chart..." button that uploads a chart's data to Plotly's cloud after one
+    confirmation: every chart turns it off (or has no mode bar at all)."""
+    from ui.router import PAGES
+
+    seen = 0
+    for path, _title, _icon in PAGES:
+        at = make_app(page=path, state={"channel": 1, "filter_channel": 1})
+        no_exception(at)
+        for config in _chart_configs(at):
+            seen += 1
+            assert config.get("showSendToCloud") is False or config.get("displayModeBar") is False, (path, config)
+    assert seen >= 8, "the pages drew their charts"

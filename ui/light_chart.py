@@ -60,15 +60,18 @@ def _head(**fields: Any) -> str:
 
 def payload(fig: go.Figure, config: dict[str, Any] | None = None, *, clicks: bool = False) -> bytes:
     """What the browser gets: one line of JSON (the bundle's address, whether clicks are reported), then the
-    figure as ``st.plotly_chart`` sends it (``plotly.io.to_json``, arrays as base64) with ``config`` inside."""
-    import plotly.io  # here: ui/frame.py's prefetch runs before the app (and plotly) is imported
+    figure as ``st.plotly_chart`` sends it (``plotly.io.to_json``, arrays as base64) with ``config`` (over
+    :data:`featviz_core.export.PLOTLY_CONFIG`) inside."""
+    import plotly.io  # here: ui/frame.py's prefetch runs before the app (plotly, torch) is imported
+
+    from featviz_core.export import PLOTLY_CONFIG
 
     unknown = {trace.type for trace in fig.data} - TRACES
     if unknown:
         raise ValueError(f"light_chart draws {sorted(TRACES)} traces, not {sorted(unknown)}: use st.plotly_chart")
     spec = plotly.io.to_json(fig, validate=False)
     inner = spec.strip()[1:-1].strip()
-    framed = '{"config":' + json.dumps(config or {}) + ("," + inner if inner else "") + "}"
+    framed = '{"config":' + json.dumps({**PLOTLY_CONFIG, **(config or {})}) + ("," + inner if inner else "") + "}"
     return (_head(clicks=clicks) + "\n" + framed).encode("utf-8")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from featviz_core import default_cam_layer, default_layer, figures, list_layers
+from featviz_core import default_cam_layer, default_layer, export, figures, list_layers
 from featviz_core.cam import CamResult, upsample_plane
 from featviz_core.images import PLANES, Volume
 from featviz_core.models import LoadedModel
@@ -59,7 +59,8 @@ def _maps_and_guess(volume_key: str, volume: Volume, at: int, what: str) -> tupl
             st.markdown(f"**{layer}** at depth {z} of {depth} (covers the {what} {at}); "
                         f"{channels} channels on one colour scale — hover for the exact value")
             st.plotly_chart(figures.mosaic_figure(np.ascontiguousarray(maps[:, z]), scale="shared", height=420,
-                                                  depth=z), width="stretch", key="volume_model_maps")
+                                                  depth=z), width="stretch", key="volume_model_maps",
+                            config=export.PLOTLY_CONFIG)
         with right:
             top = np.argsort(-result.probabilities)[:3]
             classes = model.categories or [str(i) for i in range(len(result.probabilities))]
@@ -87,7 +88,7 @@ def model_view(volume_key: str, volume: Volume, indices: dict[str, int],
                                    sides=figures.ORIENTATION[plane], title=f"{TITLES[plane]} · slice {index}",
                                    height=360, showscale=plane == "sagittal")
         fig.data[0].name = f"{plane} scan"
-        column.plotly_chart(fig, width="stretch", key=f"volume_cam_{plane}", config={"displaylogo": False})
+        column.plotly_chart(fig, width="stretch", key=f"volume_cam_{plane}", config=export.PLOTLY_CONFIG)
     report_button(volume_key, volume, model, layer, maps, result, indices, window)
 
 
@@ -113,4 +114,4 @@ def clip_model_view(volume_key: str, volume: Volume, frame: int, window: tuple[f
     fig = figures.plane_figure(picture, plane="frame", index=frame, window=window, units=volume.units,
                                overlay=_cam_slice(found[3], volume, "axial", frame),
                                title=f"Frame {frame}, with Grad-CAM", height=420, showscale=True)
-    st.plotly_chart(fig, width="stretch", key="volume_cam_frame", config={"displaylogo": False})
+    st.plotly_chart(fig, width="stretch", key="volume_cam_frame", config=export.PLOTLY_CONFIG)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from featviz_core import figures
+from featviz_core import export, figures
 from featviz_core.images import PLANES, WINDOW_PRESETS, Volume
 
 from . import cache
@@ -142,7 +142,7 @@ def _planes(volume_key: str, volume: Volume, window: tuple[float, float]) -> Non
             height=HEIGHT,
         )
         with column:
-            st.plotly_chart(fig, width="stretch", key=f"volume_chart_{plane}", config={"displaylogo": False})
+            st.plotly_chart(fig, width="stretch", key=f"volume_chart_{plane}", config=export.PLOTLY_CONFIG)
             if count > 1:
                 st.slider(f"{TITLES[plane]} slice", 0, count - 1, key=SLICE_KEYS[plane], help=TOWARDS[plane])
             else:
@@ -162,12 +162,12 @@ def _clip(volume_key: str, volume: Volume, window: tuple[float, float] | None) -
     else:
         fig = figures.plane_figure(picture, plane="frame", index=index, window=window, units=volume.units,
                                    title=title, height=480)
-    st.plotly_chart(fig, width="stretch", key="volume_chart_frame", config={"displaylogo": False})
+    st.plotly_chart(fig, width="stretch", key="volume_chart_frame", config=export.PLOTLY_CONFIG)
     numbers = figures.filmstrip_indices(count, FILMSTRIP_FRAMES)
     st.caption(f"{len(numbers)} evenly spaced frames of {count} (the frame shown above in bold)")
     strip = figures.filmstrip_figure([volume.slice("axial", i) for i in numbers], numbers, window=window,
                                      current=index)
-    st.plotly_chart(strip, width="stretch", key="volume_filmstrip", config={"displaylogo": False})
+    st.plotly_chart(strip, width="stretch", key="volume_filmstrip", config=export.PLOTLY_CONFIG)
     return index
 
 

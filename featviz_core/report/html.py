@@ -113,7 +113,7 @@ class Charts:
             f'draw("{div}", {spec});' for div, spec in self.specs
         )
         return (
-            "<script>\nconst CONFIG = {displaylogo: false, responsive: true};\n"
+            "<script>\nconst CONFIG = {displaylogo: false, showSendToCloud: false, responsive: true};\n"
             "function draw(id, spec) { Plotly.newPlot(id, spec.data, spec.layout, CONFIG); }\n"
             f"{calls}\n</script>"
         )

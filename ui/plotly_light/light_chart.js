@@ -147,6 +147,7 @@ export default function (component) {
     const config = Object.assign({ displaylogo: false }, spec.config || {});
     config.modeBarButtonsToAdd = [fullScreenButton(Plotly)];
     config.modeBarButtonsToRemove = ["select2d", "lasso2d"];  // a click opens a channel; nothing to select
+    config.showSendToCloud = false;  // never offer to upload the chart (a patient's maps) to Plotly's cloud
     const layout = Object.assign({}, spec.layout, { width: box.clientWidth || undefined });
     Plotly.react(box, spec.data, layout, config).then(() => {
       if (cancelled) return;
