@@ -103,7 +103,7 @@ function themedSpec(text, element) {
   return spec;
 }
 
-function fullScreenButton(Plotly) {
+function fullScreenButton() {
   return {
     name: "fullscreen",
     title: "Full screen (Esc to leave)",
@@ -136,21 +136,25 @@ export default function (component) {
     box = document.createElement("div");
     box.className = "fv-light-chart";
     box.style.width = "100%";
-    box.style.background = themeValue(parentElement, "background-color", "#ffffff");
     parentElement.appendChild(box);
   }
-  let cancelled = false;
-  let resize = null;
+  box.style.background = themeValue(parentElement, "background-color", "#ffffff");  // shown full screen
+  // Streamlit calls this function again for new data without calling the cleanup of the call before, so the
+  // chart's state lives on its element: the latest call's token, its height, one observer of its size.
+  const token = {};
+  box._fvToken = token;
   plotly(src).then((Plotly) => {
-    if (cancelled) return;
+    if (box._fvToken !== token) return;  // a newer call draws
     const spec = themedSpec(text, parentElement);
     const config = Object.assign({ displaylogo: false }, spec.config || {});
-    config.modeBarButtonsToAdd = [fullScreenButton(Plotly)];
+    // a full-screen button where the browser can show an element full screen (not on an iPhone)
+    config.modeBarButtonsToAdd = document.fullscreenEnabled ? [fullScreenButton()] : [];
     config.modeBarButtonsToRemove = ["select2d", "lasso2d"];  // a click opens a channel; nothing to select
     config.showSendToCloud = false;  // never offer to upload the chart (a patient's maps) to Plotly's cloud
+    box._fvHeight = spec.layout.height;
     const layout = Object.assign({}, spec.layout, { width: box.clientWidth || undefined });
     Plotly.react(box, spec.data, layout, config).then(() => {
-      if (cancelled) return;
+      if (box._fvToken !== token) return;
       box.removeAllListeners?.("plotly_click");
       if (!head.clicks) return;
       box.on("plotly_click", (event) => {
@@ -165,19 +169,25 @@ export default function (component) {
         setTriggerValue("click", { points });
       });
     });
-    resize = new ResizeObserver(() => {
-      const width = document.fullscreenElement === box ? window.innerWidth : box.clientWidth;
-      const height = document.fullscreenElement === box ? window.innerHeight : spec.layout.height;
-      if (width && box._fullLayout && (box._fullLayout.width !== width || box._fullLayout.height !== height)) {
-        Plotly.relayout(box, { width, height });
-      }
-    });
-    resize.observe(box);
+    if (!box._fvResize) {
+      box._fvResize = new ResizeObserver(() => {
+        const full = document.fullscreenElement === box;
+        const width = full ? window.innerWidth : box.clientWidth;
+        const height = full ? window.innerHeight : box._fvHeight;
+        const drawn = box._fullLayout;
+        if (width && drawn && (drawn.width !== width || drawn.height !== height)) {
+          Plotly.relayout(box, { width, height });
+        }
+      });
+      box._fvResize.observe(box);
+    }
   }).catch(() => {
     box.textContent = "The interactive chart could not be started: reload the page.";
   });
-  return () => {
-    cancelled = true;
-    if (resize) resize.disconnect();
+  return () => {  // the element is leaving the page
+    if (box._fvToken !== token) return;  // a newer call owns the chart
+    box._fvToken = null;
+    if (box._fvResize) box._fvResize.disconnect();
+    box._fvResize = null;
   };
 }
