@@ -155,13 +155,13 @@ def make_app(monkeypatch, tmp_path):
 def plotly_figures(at) -> list[dict]:
     """The Plotly figures an AppTest run drew, in page order, as dicts: ``st.plotly_chart``'s and the mosaic's
     (drawn by ``ui/light_chart.py``, with its Plotly ``config`` as one more key)."""
-    from ui.light_chart import COMPONENT, figure_of
+    from ui.light_chart import COMPONENT, PREFETCH_KEY, figure_of
 
     figures = []
     for node in at._tree:  # what at.get walks, in the same order
         if node.type == "plotly_chart":
             figures.append(json.loads(node.proto.spec))
-        elif node.type == "bidi_component" and node.proto.component_name == COMPONENT:
+        elif node.type == "bidi_component" and node.proto.component_name == COMPONENT and node.key != PREFETCH_KEY:
             figures.append(figure_of(node.proto.bytes))
     return figures
 

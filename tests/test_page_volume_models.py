@@ -171,7 +171,9 @@ def test_on_the_volumes_page_the_sidebar_folds_the_picture_away(make_app) -> Non
     no_exception(at)
     sidebar_text = [m.value for m in at.sidebar.markdown] + [c.value for c in at.sidebar.caption]
     assert "### 1 · Scan or clip" in sidebar_text and "### 1 · Image" not in sidebar_text
-    assert [e.label for e in at.sidebar.expander] == ["Picture for the other pages"]
+    assert [e.label for e in at.sidebar.expander] == ["Picture for the other pages", "Layer for the other pages"]
+    assert any("in the 3-D network" in c for c in sidebar_text)  # the page has its own layer
+    assert at.sidebar.expander[1].selectbox(key="layer").value == at.session_state["_selection"].layer.name
     assert not at.sidebar.get("progress")  # no guess for a picture this page does not show
     assert any("3-D network's guess" in c for c in sidebar_text)
     assert at.session_state["_selection"].image_name  # the picture is still chosen, for the other pages

@@ -148,13 +148,13 @@ def test_nothing_from_an_uploaded_zip_is_written_to_disk(make_app) -> None:
 def _chart_configs(at) -> list[dict]:  # type: ignore[no-untyped-def]
     import json
 
-    from ui.light_chart import COMPONENT, figure_of
+    from ui.light_chart import COMPONENT, PREFETCH_KEY, figure_of
 
     configs = []
     for node in at._tree:
         if node.type == "plotly_chart":
             configs.append(json.loads(node.proto.config or "{}"))
-        elif node.type == "bidi_component" and node.proto.component_name == COMPONENT and node.proto.bytes:
+        elif node.type == "bidi_component" and node.proto.component_name == COMPONENT and node.key != PREFETCH_KEY:
             configs.append(figure_of(node.proto.bytes).get("config", {}))
     return configs
 

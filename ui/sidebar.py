@@ -117,8 +117,16 @@ def _picture() -> tuple[bytes, str, str, str, Image.Image]:
 # Layer
 
 
-def _layer_section(model: LoadedModel) -> tuple[tuple[LayerInfo, ...], LayerInfo]:
+def _layer_section(model: LoadedModel, for_scans: bool = False) -> tuple[tuple[LayerInfo, ...], LayerInfo]:
     st.markdown("### 3 · Layer")
+    if for_scans:  # Volumes and clips chooses the 3-D network's layer on the page
+        st.caption("Chosen on this page, in the 3-D network. The layer below is for the other pages.")
+        with st.expander("Layer for the other pages", icon=":material/layers:"):
+            return _layer_select(model)
+    return _layer_select(model)
+
+
+def _layer_select(model: LoadedModel) -> tuple[tuple[LayerInfo, ...], LayerInfo]:
     with guard("looking at the model's layers"):
         layers = tuple(info for info in list_layers(model) if info.spatial)
         fallback = default_layer(model)
@@ -176,7 +184,7 @@ def render(for_scans: bool = False) -> Selection:
             st.markdown("### 1 · Image")
             data, name, source, digest, image = _picture()
         model, label, model_notice = model_picker.section()
-        layers, layer = _layer_section(model)
+        layers, layer = _layer_section(model, for_scans)
         first_view = state.get("_notice_for")
         if first_view is None:
             state["_notice_for"] = first_view = (state.get("model_spec"), source, state.get("sample"))
