@@ -72,7 +72,7 @@ def test_volume_page(app: AppServer, browser: Any) -> None:
     page.on("pageerror", lambda error: errors.append(str(error)))
     try:
         page.goto(app.url)
-        page.wait_for_selector("[data-testid=stMain] [data-testid=stPlotlyChart]", state="attached")
+        page.wait_for_selector("[data-testid=stMain] .st-key-grid_chart .js-plotly-plot", state="attached")  # the first maps
         settle(page)
         go_to(page, "Volumes and clips", "Volumes and clips")
         for plane in PLANES:  # drawn, with the exact middle slice
