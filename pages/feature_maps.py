@@ -141,11 +141,10 @@ def grid_and_detail(selection: Selection) -> None:
         with st.container(key="grid_box"):
             still_until_drawn(fig, box="grid_box")
             event = light_chart(fig, key="grid_chart", config=export.plotly_config(base.rsplit(".", 1)[0]), clicks=True)
-        clicked = figures.channel_from_selection(event)
+        clicked = figures.channel_from_selection(event)  # only in the run that follows a click
         state = st.session_state
-        if clicked is not None and clicked != state.get("_last_click"):
+        if clicked is not None:
             state["channel"] = clicked
-        state["_last_click"] = clicked
         if isinstance(state.get("channel"), int) and not 0 <= state["channel"] < n:
             state["channel"] = None
         dead = int(channel_stats.dead.sum())

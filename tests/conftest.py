@@ -152,18 +152,24 @@ def make_app(monkeypatch, tmp_path):
     return make
 
 
+def light_charts(at) -> list:  # type: ignore[no-untyped-def]
+    """The charts an AppTest run drew with ``ui/light_chart.py``, in page order (not the element that only
+    fetches their code)."""
+    from ui.light_chart import COMPONENT, PREFETCH_KEY
+
+    return [node for node in at._tree if node.type == "bidi_component" and node.proto.component_name == COMPONENT
+            and node.key != PREFETCH_KEY]
+
+
 def plotly_figures(at) -> list[dict]:
     """The Plotly figures an AppTest run drew, in page order, as dicts: ``st.plotly_chart``'s and the mosaic's
     (drawn by ``ui/light_chart.py``, with its Plotly ``config`` as one more key)."""
-    from ui.light_chart import COMPONENT, PREFETCH_KEY, figure_of
+    from ui.light_chart import figure_of
 
-    figures = []
-    for node in at._tree:  # what at.get walks, in the same order
-        if node.type == "plotly_chart":
-            figures.append(json.loads(node.proto.spec))
-        elif node.type == "bidi_component" and node.proto.component_name == COMPONENT and node.key != PREFETCH_KEY:
-            figures.append(figure_of(node.proto.bytes))
-    return figures
+    light = {id(node) for node in light_charts(at)}
+    return [json.loads(node.proto.spec) if node.type == "plotly_chart" else figure_of(node.proto.bytes)
+            for node in at._tree  # what at.get walks, in the same order
+            if node.type == "plotly_chart" or id(node) in light]
 
 
 def decode_array(value) -> np.ndarray:

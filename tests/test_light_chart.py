@@ -14,8 +14,8 @@ import plotly.graph_objects as go
 import plotly.io
 import pytest
 
-from tests.conftest import plotly_figures
-from ui.light_chart import ASSETS, BUNDLE, COMPONENT, figure_of, payload
+from tests.conftest import light_charts, plotly_figures
+from ui.light_chart import ASSETS, BUNDLE, figure_of, payload
 
 
 def _head(sent: bytes) -> dict:
@@ -57,19 +57,15 @@ def test_the_bundle_is_plotly_js_of_the_plotly_package_with_its_licence() -> Non
     assert lock["packages"]["node_modules/plotly.js"]["version"] == version[1]
 
 
-def _charts(at) -> list:  # type: ignore[no-untyped-def]
-    return [n for n in at._tree if n.type == "bidi_component" and n.proto.component_name == COMPONENT]
-
-
 def test_feature_maps_draws_its_charts_with_the_light_build(make_app) -> None:  # type: ignore[no-untyped-def]
     at = make_app()
-    charts = _charts(at)
+    charts = light_charts(at)
     assert [c.key for c in charts] == ["grid_chart"]
     mosaic = figure_of(charts[0].proto.bytes)
     assert _head(charts[0].proto.bytes)["clicks"] is True  # a click on a tile opens the channel
     assert mosaic["config"]["displaylogo"] is False and mosaic["config"]["toImageButtonOptions"]["filename"]
     assert plotly_figures(at)[0] == mosaic
     at.number_input(key="channel").set_value(3).run()
-    assert [c.key for c in _charts(at)] == ["grid_chart", "detail_overlay", "detail_map", "detail_hist"]
-    assert [_head(c.proto.bytes)["clicks"] for c in _charts(at)] == [True, False, False, False]
+    assert [c.key for c in light_charts(at)] == ["grid_chart", "detail_overlay", "detail_map", "detail_hist"]
+    assert [_head(c.proto.bytes)["clicks"] for c in light_charts(at)] == [True, False, False, False]
     assert not at.get("plotly_chart"), "the Feature maps page needs nothing of Streamlit's Plotly"

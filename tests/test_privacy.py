@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import no_exception, upload_image
+from tests.conftest import light_charts, no_exception, upload_image
 from tests.test_page_feature_maps import png
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,15 +148,10 @@ def test_nothing_from_an_uploaded_zip_is_written_to_disk(make_app) -> None:
 def _chart_configs(at) -> list[dict]:  # type: ignore[no-untyped-def]
     import json
 
-    from ui.light_chart import COMPONENT, PREFETCH_KEY, figure_of
+    from ui.light_chart import figure_of
 
-    configs = []
-    for node in at._tree:
-        if node.type == "plotly_chart":
-            configs.append(json.loads(node.proto.config or "{}"))
-        elif node.type == "bidi_component" and node.proto.component_name == COMPONENT and node.key != PREFETCH_KEY:
-            configs.append(figure_of(node.proto.bytes).get("config", {}))
-    return configs
+    return ([json.loads(node.proto.config or "{}") for node in at.get("plotly_chart")]
+            + [figure_of(node.proto.bytes).get("config", {}) for node in light_charts(at)])
 
 
 def test_no_chart_offers_to_upload_itself(make_app) -> None:  # type: ignore[no-untyped-def]

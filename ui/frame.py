@@ -77,7 +77,7 @@ _PREFETCHED = "_charts_prefetched"
 def prefetch_charts(cold: bool | None = None) -> Any:
     """Once per session, while the app still has to be imported (``cold``; by default: the app's modules
     are not loaded yet, as for the first visitor of a fresh ``streamlit run app.py``), an element that draws
-    nothing and fetches and starts the code of the feature-map chart (ui/light_chart.py: 1.1 MB, about a
+    nothing and fetches and starts the code of the feature-map chart (ui/light_chart.py: 1.2 MB, about a
     third of a second of the browser's main thread) during the seconds of importing, so the first maps are
     drawn as soon as they come.
 

@@ -38,6 +38,7 @@ PREFETCH_KEY = "fv_chart_code"
 TRACES = frozenset({"heatmap", "image", "bar", "scatter"})
 """The trace types the bundle draws (scatter comes with Plotly's core)."""
 _SERVED = "plotly_light"
+_served_by: list[object] = []  # the server (runtime) the folder is registered with
 
 _render = st.components.v2.component(COMPONENT, js=(ASSETS / "light_chart.js").read_text(encoding="utf-8"),
                                      isolate_styles=False)
@@ -45,12 +46,15 @@ _render = st.components.v2.component(COMPONENT, js=(ASSETS / "light_chart.js").r
 
 def _bundle_route() -> str:
     """The bundle's address relative to the page (``component/<name>/...``, under any base path): the folder is
-    registered with the running server's component file route (the same name every time, so a second
-    registration changes nothing; without a server, as in ``AppTest``, only the address is made)."""
+    registered with the running server's component file route once per server, from inside a script run; without
+    a server, as in ``AppTest``, only the address is made)."""
     from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
-    if Runtime.exists():
-        components_v1.declare_component(_SERVED, path=str(ASSETS))
+    runtime = Runtime.instance() if Runtime.exists() else None
+    if runtime is not None and runtime not in _served_by and get_script_run_ctx(suppress_warning=True) is not None:
+        components_v1.declare_component(_SERVED, path=str(ASSETS))  # registers only inside a script run
+        _served_by[:] = [runtime]  # once per server, not once per chart
     return f"component/{__name__}.{_SERVED}/{BUNDLE}"
 
 
@@ -69,10 +73,9 @@ def payload(fig: go.Figure, config: dict[str, Any] | None = None, *, clicks: boo
     unknown = {trace.type for trace in fig.data} - TRACES
     if unknown:
         raise ValueError(f"light_chart draws {sorted(TRACES)} traces, not {sorted(unknown)}: use st.plotly_chart")
-    spec = plotly.io.to_json(fig, validate=False)
-    inner = spec.strip()[1:-1].strip()
-    framed = '{"config":' + json.dumps({**PLOTLY_CONFIG, **(config or {})}) + ("," + inner if inner else "") + "}"
-    return (_head(clicks=clicks) + "\n" + framed).encode("utf-8")
+    spec = plotly.io.to_json(fig, validate=False)  # "{...}": the config goes in front of its keys
+    head = _head(clicks=clicks) + '\n{"config":' + json.dumps({**PLOTLY_CONFIG, **(config or {})})
+    return (head + ("}" if spec == "{}" else "," + spec[1:])).encode("utf-8")
 
 
 def prefetch() -> None:

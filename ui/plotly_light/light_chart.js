@@ -146,11 +146,10 @@ export default function (component) {
   plotly(src).then((Plotly) => {
     if (box._fvToken !== token) return;  // a newer call draws
     const spec = themedSpec(text, parentElement);
-    const config = Object.assign({ displaylogo: false }, spec.config || {});
+    const config = Object.assign({}, spec.config);  // no logo, no "Share chart..." (ui/light_chart.py)
     // a full-screen button where the browser can show an element full screen (not on an iPhone)
     config.modeBarButtonsToAdd = document.fullscreenEnabled ? [fullScreenButton()] : [];
     config.modeBarButtonsToRemove = ["select2d", "lasso2d"];  // a click opens a channel; nothing to select
-    config.showSendToCloud = false;  // never offer to upload the chart (a patient's maps) to Plotly's cloud
     box._fvHeight = spec.layout.height;
     const layout = Object.assign({}, spec.layout, { width: box.clientWidth || undefined });
     Plotly.react(box, spec.data, layout, config).then(() => {
